@@ -1,0 +1,76 @@
+// Command singlora fine-tunes transformers with SingLoRA and its baselines (LoRA, LoRA+, DoRA),
+// and saves, inspects, merges and exports adapters. Run "singlora help" for the commands.
+package main
+
+import (
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+)
+
+// command is one subcommand of the singlora binary. Each lives in its own file and registers
+// itself in init().
+type command struct {
+	Name    string
+	Summary string
+	Usage   string // one or more example lines
+	Run     func(args []string) error
+}
+
+var commands = map[string]*command{}
+
+func register(c *command) {
+	if _, dup := commands[c.Name]; dup {
+		panic("duplicate command " + c.Name)
+	}
+	commands[c.Name] = c
+}
+
+func usage() {
+	fmt.Fprintln(os.Stderr, "singlora: parameter-efficient fine-tuning with SingLoRA, LoRA, LoRA+ and DoRA")
+	fmt.Fprintln(os.Stderr, "\nUsage: singlora <command> [flags]\n\nCommands:")
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(os.Stderr, "  %-10s %s\n", n, commands[n].Summary)
+	}
+	fmt.Fprintln(os.Stderr, "\nExamples:")
+	for _, n := range names {
+		for _, line := range strings.Split(strings.TrimSpace(commands[n].Usage), "\n") {
+			if line != "" {
+				fmt.Fprintf(os.Stderr, "  %s\n", strings.TrimSpace(line))
+			}
+		}
+	}
+	fmt.Fprintln(os.Stderr, "\nRun \"singlora <command> -h\" for a command's flags.")
+}
+
+func main() {
+	if len(os.Args) < 2 || os.Args[1] == "help" || os.Args[1] == "-h" || os.Args[1] == "--help" {
+		if len(os.Args) >= 3 {
+			if c, ok := commands[os.Args[2]]; ok {
+				_ = c.Run([]string{"-h"})
+				return
+			}
+		}
+		usage()
+		if len(os.Args) < 2 {
+			os.Exit(2)
+		}
+		return
+	}
+	c, ok := commands[os.Args[1]]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "singlora: unknown command %q\n\n", os.Args[1])
+		usage()
+		os.Exit(2)
+	}
+	if err := c.Run(os.Args[2:]); err != nil {
+		fmt.Fprintf(os.Stderr, "singlora %s: %v\n", c.Name, err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,224 @@
+package peft
+
+import (
+	"github.com/gomlx/compute"
+	"github.com/gomlx/compute/dtypes"
+	. "github.com/gomlx/gomlx/core/graph" //nolint:revive // graph code reads better dot-imported
+	"github.com/gomlx/gomlx/ml/layers"
+	"github.com/gomlx/gomlx/ml/model"
+	"github.com/gomlx/gomlx/ml/nn"
+	. "github.com/gomlx/gomlx/support/exceptions" //nolint:revive
+
+	"github.com/singlora/singlora/optim"
+)
+
+// Linear computes the linear layer whose variables live in scope: "weight" ([out, in], or
+// [in, out] for layout InOut) and optionally "bias" [out]. x has shape [..., in]; the result
+// [..., out]. If inj adapts this module (the module path is the scope path with '/' → '.'), the
+// adapter is added:
+//
+//	SingLoRA: y = x·W0ᵀ + b + s·u·((x·A[:in])·A[:out]ᵀ)    (ΔW is never built)
+//	LoRA/LoRA+: y = x·W0ᵀ + b + s·(x·Aᵀ)·Bᵀ
+//	DoRA: y = (m/‖W0+sBA‖)⊙(x·W0ᵀ + s·(x·Aᵀ)·Bᵀ) + b, the norm a constant in backward
+//
+// A nil inj computes the plain layer. Graph-building errors panic, as GoMLX graph code does.
+func Linear(inj *Injection, scope *model.Scope, x *Node) *Node {
+	path := ScopeModule(scope.Scope())
+	wVar := scope.GetVariable("weight")
+	if wVar == nil {
+		Panicf("peft.Linear: module %q has no variable \"weight\" in scope %q", path, scope.Scope())
+	}
+	g := x.Graph()
+	w := wVar.NodeValue(g)
+	var b *Node
+	if bVar := scope.GetVariable("bias"); bVar != nil {
+		b = bVar.NodeValue(g)
+	}
+	spec, adapted := inj.Target(path)
+	layout := compute.DenseLayoutOutputsInput
+	if adapted && spec.Layout == InOut {
+		layout = compute.DenseLayoutInputOutputs
+	} else if !adapted {
+		for _, m := range inj.modulesOrNil() {
+			if m.Path == path && m.Layout == InOut {
+				layout = compute.DenseLayoutInputOutputs
+			}
+		}
+	}
+	if !adapted {
+		return nn.Dense(x, w, b, layout)
+	}
+	cfg := inj.Config
+	switch cfg.Method {
+	case SingLoRA:
+		base := nn.Dense(x, w, b, layout)
+		return Add(base, singLoRADelta(inj, scope, spec, x))
+	case LoRA, LoRAPlus:
+		base := nn.Dense(x, w, b, layout)
+		return Add(base, loraDelta(inj, scope, spec, x))
+	case DoRA:
+		return doraForward(inj, scope, spec, x, w, b, layout)
+	}
+	return nn.Dense(x, w, b, layout)
+}
+
+func (inj *Injection) modulesOrNil() []LinearSpec {
+	if inj == nil {
+		return nil
+	}
+	return inj.Modules
+}
+
+func adapterVar(scope *model.Scope, name, path string) *model.Variable {
+	v := scope.GetVariable(name)
+	if v == nil {
+		Panicf("peft: module %q has no adapter variable %q: call Injection.Attach(store) before building graphs", path, name)
+	}
+	return v
+}
+
+// adapterInput applies the adapter's input dropout (training only).
+func adapterInput(inj *Injection, scope *model.Scope, x *Node) *Node {
+	if inj.Config.Dropout > 0 {
+		return layers.DropoutStatic(scope, x, inj.Config.Dropout)
+	}
+	return x
+}
+
+// contractLast computes x·Mᵀ for M [k, last(x)] — the contraction over x's last axis and M's axis 1.
+func contractLast(x, m *Node) *Node {
+	return Dot(x, m).General([]int{x.Rank() - 1}, nil, []int{1}, nil)
+}
+
+// contractLastWithAxis0 computes x·M for M [last(x), k].
+func contractLastWithAxis0(x, m *Node) *Node {
+	return Dot(x, m).General([]int{x.Rank() - 1}, nil, []int{0}, nil)
+}
+
+// Ramp returns u = min(t/T, 1) as a scalar of dtype, t being the optimizer step counter.
+func Ramp(cfg Config, store *model.Store, g *Graph, dtype dtypes.DType) *Node {
+	if cfg.RampSteps <= 0 {
+		return ScalarOne(g, dtype)
+	}
+	t := ConvertDType(optim.Step(store, g), dtypes.Float64)
+	u := Min(DivScalar(t, float64(cfg.RampSteps)), ScalarOne(g, dtypes.Float64))
+	return ConvertDType(u, dtype)
+}
+
+// singLoRADelta computes s·u·((x·A[:in])·A[:out]ᵀ) without building ΔW.
+func singLoRADelta(inj *Injection, scope *model.Scope, spec LinearSpec, x *Node) *Node {
+	g := x.Graph()
+	a := adapterVar(scope, NameSingLoRAA, spec.Path).NodeValue(g) // [d, r]
+	aIn, aOut := a, a
+	d := a.Shape().Dim(0)
+	if spec.In != d {
+		aIn = Slice(a, AxisRange(0, spec.In))
+	}
+	if spec.Out != d {
+		aOut = Slice(a, AxisRange(0, spec.Out))
+	}
+	h := contractLastWithAxis0(adapterInput(inj, scope, x), aIn) // [..., r]
+	su := MulScalar(Ramp(inj.Config, scope.Store(), g, x.DType()), inj.Config.Scale())
+	h = Mul(h, su)
+	return contractLast(h, aOut) // [..., out]
+}
+
+// loraDelta computes s·(x·Aᵀ)·Bᵀ.
+func loraDelta(inj *Injection, scope *model.Scope, spec LinearSpec, x *Node) *Node {
+	g := x.Graph()
+	a := adapterVar(scope, NameLoRAA, spec.Path).NodeValue(g) // [r, in]
+	b := adapterVar(scope, NameLoRAB, spec.Path).NodeValue(g) // [out, r]
+	h := contractLast(adapterInput(inj, scope, x), a)         // [..., r]
+	h = MulScalar(h, inj.Config.Scale())
+	return contractLast(h, b)
+}
+
+// doraWeightNorm returns ‖W0[o,:] + s·B[o,:]·A‖ for each output o without building the out×in
+// matrix: ‖W0_o‖² + 2s·B_o·(A·W0_oᵀ) + s²·B_o·(A·Aᵀ)·B_oᵀ. The result is a gradient constant.
+func doraWeightNorm(w, a, b *Node, s float64, layout compute.DenseLayout) *Node {
+	w, a, b = StopGradient(w), StopGradient(a), StopGradient(b)
+	var n0, p *Node
+	if layout == compute.DenseLayoutInputOutputs { // w [in, out]
+		n0 = ReduceSum(Square(w), 0)
+		p = Dot(w, a).General([]int{0}, nil, []int{1}, nil) // [out, r]
+	} else { // w [out, in]
+		n0 = ReduceSum(Square(w), 1)
+		p = Dot(w, a).General([]int{1}, nil, []int{1}, nil) // [out, r]
+	}
+	cross := ReduceSum(Mul(b, p), 1)                        // [out]
+	gram := Dot(a, a).General([]int{1}, nil, []int{1}, nil) // [r, r]
+	quad := ReduceSum(Mul(Dot(b, gram).Product(), b), 1)    // [out]
+	sq := Add(n0, Add(MulScalar(cross, 2*s), MulScalar(quad, s*s)))
+	sq = Max(sq, ScalarZero(w.Graph(), sq.DType()))
+	return StopGradient(Sqrt(sq))
+}
+
+func doraForward(inj *Injection, scope *model.Scope, spec LinearSpec, x, w, bias *Node, layout compute.DenseLayout) *Node {
+	g := x.Graph()
+	a := adapterVar(scope, NameLoRAA, spec.Path).NodeValue(g)
+	b := adapterVar(scope, NameLoRAB, spec.Path).NodeValue(g)
+	m := adapterVar(scope, NameMagnitude, spec.Path).NodeValue(g)
+	s := inj.Config.Scale()
+	norm := doraWeightNorm(w, a, b, s, layout)
+	scale := Div(m, norm) // [out]
+	base := nn.Dense(x, w, nil, layout)
+	h := MulScalar(contractLast(adapterInput(inj, scope, x), a), s)
+	y := Mul(Add(base, contractLast(h, b)), scale)
+	if bias != nil {
+		y = Add(y, bias)
+	}
+	return y
+}
+
+// DeltaWeight builds ΔW explicitly for an adapted module, in the weight's own layout
+// ([out, in] for OutIn, [in, out] for InOut): SingLoRA s·u·A[:out]·A[:in]ᵀ, LoRA s·B·A. It is the
+// naive form (O(out·in·r), an out×in tensor) used for merging, tests and the benchmark's
+// baseline; training never calls it. DoRA has no additive ΔW and is not supported here.
+func DeltaWeight(inj *Injection, scope *model.Scope, g *Graph, dtype dtypes.DType) *Node {
+	path := ScopeModule(scope.Scope())
+	spec, ok := inj.Target(path)
+	if !ok {
+		Panicf("peft.DeltaWeight: module %q is not adapted", path)
+	}
+	var delta *Node // [out, in]
+	switch inj.Config.Method {
+	case SingLoRA:
+		a := adapterVar(scope, NameSingLoRAA, path).NodeValue(g)
+		aIn := Slice(a, AxisRange(0, spec.In))
+		aOut := Slice(a, AxisRange(0, spec.Out))
+		su := MulScalar(Ramp(inj.Config, scope.Store(), g, a.DType()), inj.Config.Scale())
+		delta = Mul(Dot(aOut, aIn).General([]int{1}, nil, []int{1}, nil), su)
+	case LoRA, LoRAPlus:
+		a := adapterVar(scope, NameLoRAA, path).NodeValue(g)
+		b := adapterVar(scope, NameLoRAB, path).NodeValue(g)
+		delta = MulScalar(Dot(b, a).Product(), inj.Config.Scale())
+	default:
+		Panicf("peft.DeltaWeight: method %s has no additive ΔW", inj.Config.Method)
+	}
+	if spec.Layout == InOut {
+		delta = Transpose(delta, 0, 1)
+	}
+	return ConvertDType(delta, dtype)
+}
+
+// NaiveSingLoRALinear is the formulation the public Python implementations use: it builds
+// W = W0 + ΔW every call and multiplies by it. It exists only as the benchmark's baseline.
+func NaiveSingLoRALinear(inj *Injection, scope *model.Scope, x *Node) *Node {
+	g := x.Graph()
+	path := ScopeModule(scope.Scope())
+	spec, ok := inj.Target(path)
+	if !ok || inj.Config.Method != SingLoRA {
+		Panicf("peft.NaiveSingLoRALinear: module %q is not a SingLoRA target", path)
+	}
+	w := scope.GetVariable("weight").NodeValue(g)
+	var b *Node
+	if bVar := scope.GetVariable("bias"); bVar != nil {
+		b = bVar.NodeValue(g)
+	}
+	wEff := Add(w, DeltaWeight(inj, scope, g, w.DType()))
+	layout := compute.DenseLayoutOutputsInput
+	if spec.Layout == InOut {
+		layout = compute.DenseLayoutInputOutputs
+	}
+	return nn.Dense(x, wEff, b, layout)
+}
