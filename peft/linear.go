@@ -163,9 +163,9 @@ func doraForward(inj *Injection, scope *model.Scope, spec LinearSpec, x, w, bias
 	scale := Div(m, norm) // [out]
 	base := nn.Dense(x, w, nil, layout)
 	h := MulScalar(contractLast(adapterInput(inj, scope, x), a), s)
-	y := Mul(Add(base, contractLast(h, b)), scale)
+	y := Mul(Add(base, contractLast(h, b)), ExpandLeftToRank(scale, base.Rank()))
 	if bias != nil {
-		y = Add(y, bias)
+		y = Add(y, ExpandLeftToRank(bias, y.Rank()))
 	}
 	return y
 }

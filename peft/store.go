@@ -63,7 +63,16 @@ func (inj *Injection) Attach(store *model.Store) error {
 			if store.GetVariable(scope+"/"+t.Name) != nil {
 				continue
 			}
-			tensor := tensors.FromFlatDataAndDimensions(vals[t.Name], t.Shape...)
+			var tensor *tensors.Tensor
+			if wVar.DType() == dtypes.Float64 { // float64 models (reference tests) get float64 adapters
+				f64 := make([]float64, len(vals[t.Name]))
+				for i, x := range vals[t.Name] {
+					f64[i] = float64(x)
+				}
+				tensor = tensors.FromFlatDataAndDimensions(f64, t.Shape...)
+			} else {
+				tensor = tensors.FromFlatDataAndDimensions(vals[t.Name], t.Shape...)
+			}
 			if _, err := store.CreateVariable(scope+"/"+t.Name, tensor); err != nil {
 				return fmt.Errorf("creating %s.%s: %w", spec.Path, t.Name, err)
 			}
