@@ -19,6 +19,9 @@ import (
 type gptShape struct {
 	Vocab, Dim, Heads, Layers, Seq, Batch int
 	LR                                    float32
+	// Dropout > 0 adds dropout (drawn with GoMLX's graph RNG, seeded by RNGStateFromSeed) after
+	// the attention and MLP blocks; the step then takes and returns the RNG state.
+	Dropout float64
 }
 
 var tinyGPT = gptShape{Vocab: 512, Dim: 256, Heads: 4, Layers: 4, Seq: 64, Batch: 8, LR: 0.05}
@@ -106,9 +109,26 @@ func layerNorm(x, gain, bias *Node) *Node {
 // trainStep builds one SGD training step: inputs are params..., tokens, labels; outputs are
 // loss, new params....
 func (s gptShape) trainStep(inputs []*Node) []*Node {
-	nP := len(inputs) - 2
+	nExtra := 2
+	if s.Dropout > 0 {
+		nExtra = 3
+	}
+	nP := len(inputs) - nExtra
 	params, tokens, labels := inputs[:nP], inputs[nP], inputs[nP+1]
 	g := tokens.Graph()
+	var rng *Node
+	if s.Dropout > 0 {
+		rng = inputs[nP+2]
+	}
+	dropout := func(x *Node) *Node {
+		if rng == nil {
+			return x
+		}
+		var u *Node
+		rng, u = RandomUniform(rng, x.Shape())
+		keep := LessThan(u, Scalar(g, dtypes.Float32, 1-s.Dropout))
+		return Where(keep, MulScalar(x, 1/(1-s.Dropout)), ZerosLike(x))
+	}
 	B, S, D, H := s.Batch, s.Seq, s.Dim, s.Heads
 	hd := D / H
 
@@ -127,10 +147,10 @@ func (s gptShape) trainStep(inputs []*Node) []*Node {
 		scores := MulScalar(Einsum("bqhd,bkhd->bhqk", q, k), 1/math.Sqrt(float64(hd)))
 		attn := Softmax(Add(scores, maskBias), -1)
 		ctx := Reshape(Einsum("bhqk,bkhd->bqhd", attn, v), B, S, D)
-		x = Add(x, Einsum("bsd,de->bse", ctx, p[5]))
+		x = Add(x, dropout(Einsum("bsd,de->bse", ctx, p[5])))
 		h = layerNorm(x, p[6], p[7])
 		h = activation.GeluApproximate(Add(Einsum("bsd,df->bsf", h, p[8]), ExpandLeftToRank(p[9], 3)))
-		x = Add(x, Add(Einsum("bsf,fd->bsd", h, p[10]), ExpandLeftToRank(p[11], 3)))
+		x = Add(x, dropout(Add(Einsum("bsf,fd->bsd", h, p[10]), ExpandLeftToRank(p[11], 3))))
 	}
 	x = layerNorm(x, params[nP-2], params[nP-1])
 	logits := Einsum("bsd,vd->bsv", x, emb) // tied head
@@ -142,6 +162,9 @@ func (s gptShape) trainStep(inputs []*Node) []*Node {
 	for i, p := range params {
 		out = append(out, Sub(p, MulScalar(grads[i], float64(s.LR))))
 	}
+	if rng != nil {
+		out = append(out, rng)
+	}
 	return out
 }
 
@@ -150,6 +173,7 @@ type trainer struct {
 	s      gptShape
 	exec   *Exec
 	params []*tensors.Tensor
+	rng    *tensors.Tensor // graph RNG state, when s.Dropout > 0
 	seed   uint64
 	step   int
 }
@@ -159,7 +183,13 @@ func newTrainer(b compute.Backend, s gptShape, seed uint64) (*trainer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &trainer{s: s, exec: e, params: s.initParams(seed), seed: seed}, nil
+	tr := &trainer{s: s, exec: e, params: s.initParams(seed), seed: seed}
+	if s.Dropout > 0 {
+		if tr.rng, err = RNGStateFromSeed(int64(seed)); err != nil {
+			return nil, err
+		}
+	}
+	return tr, nil
 }
 
 // Step runs one training step and returns the loss.
@@ -170,6 +200,9 @@ func (t *trainer) Step() (float32, error) {
 		args = append(args, p)
 	}
 	args = append(args, tok, lab)
+	if t.rng != nil {
+		args = append(args, t.rng)
+	}
 	outs, err := t.exec.Call(args...)
 	if err != nil {
 		return 0, err
@@ -181,6 +214,11 @@ func (t *trainer) Step() (float32, error) {
 	lab.FinalizeAll()
 	loss := tensors.ToScalar[float32](outs[0])
 	outs[0].FinalizeAll()
+	if t.rng != nil {
+		t.rng.FinalizeAll()
+		t.rng = outs[len(outs)-1]
+		outs = outs[:len(outs)-1]
+	}
 	t.params = outs[1:]
 	t.step++
 	return loss, nil
@@ -189,6 +227,9 @@ func (t *trainer) Step() (float32, error) {
 func (t *trainer) Close() {
 	for _, p := range t.params {
 		p.FinalizeAll()
+	}
+	if t.rng != nil {
+		t.rng.FinalizeAll()
 	}
 	t.exec.Finalize()
 }
