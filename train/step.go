@@ -1,6 +1,13 @@
 // Package train runs training steps over a GoMLX model.Store: forward, backward, gradient
 // accumulation over micro-batches and the optimizer update, with the optimizer-step counter (and
 // so SingLoRA's ramp) advanced once per update, never per micro-batch.
+//
+// A GoMLX fact every caller must know: on backends that prefer constants (the pure-Go backend
+// does), a graph built with the store NOT in training mode embeds every variable's current value
+// as a constant. Such an executor never sees later updates. So every graph that reads variables
+// another executor changes must either be built in training mode (all graphs here are), or be
+// built after the updates (evaluation executors are created fresh for each evaluation; see
+// NewInference).
 package train
 
 import (
@@ -114,6 +121,7 @@ func (s *Stepper) build() error {
 	}
 	s.applyExc, err = model.NewExec(s.Backend, s.Store, func(scope *model.Scope, lossMean *Node) []*Node {
 		g := lossMean.Graph()
+		scope.SetTraining(g, true) // see the package doc: graphs that update variables must be in training mode
 		grads := make([]*Node, len(s.vars))
 		for i, v := range s.vars {
 			a := s.accumVar(v)
@@ -195,4 +203,19 @@ func toAny(ts []*tensors.Tensor) []any {
 		out[i] = t
 	}
 	return out
+}
+
+// NewInference returns an executor of fn for inference with the store's current values (dropout
+// off). Because the values may be baked into the compiled graph as constants, create a new one
+// after the variables change (e.g. once per evaluation).
+func NewInference(backend compute.Backend, store *model.Store, fn any) (*model.Exec, error) {
+	switch f := fn.(type) {
+	case func(*model.Scope, []*Node) []*Node:
+		return model.NewExec(backend, store, f)
+	case func(*model.Scope, *Node) *Node:
+		return model.NewExec(backend, store, f)
+	case func(*model.Scope, *Node, *Node) *Node:
+		return model.NewExec(backend, store, f)
+	}
+	return nil, fmt.Errorf("train.NewInference: unsupported graph function type %T", fn)
 }
