@@ -1,0 +1,359 @@
+package adapterio
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/singlora/singlora/peft"
+	"github.com/singlora/singlora/safetensors"
+)
+
+// Matrix is a row-major float32 tensor.
+type Matrix struct {
+	Shape []int
+	Data  []float32
+}
+
+// Module is one adapted linear layer of an adapter.
+type Module struct {
+	Path    string
+	In, Out int
+	Layout  peft.Layout // layout of the base weight this module adapts
+	// Tensors by adapter tensor name (peft.NameSingLoRAA, peft.NameLoRAA, peft.NameLoRAB, peft.NameMagnitude).
+	Tensors map[string]*Matrix
+}
+
+// Spec returns the module as a peft.LinearSpec.
+func (m *Module) Spec() peft.LinearSpec {
+	return peft.LinearSpec{Path: m.Path, In: m.In, Out: m.Out, Layout: m.Layout}
+}
+
+// Params is the module's number of adapter parameters.
+func (m *Module) Params() int {
+	n := 0
+	for _, t := range m.Tensors {
+		n += len(t.Data)
+	}
+	return n
+}
+
+// SavedTensor is a tensor of a modules_to_save variable. Name is the variable path with dots
+// (e.g. "classifier.weight"); the store path is "/" + Name with '.' → '/'.
+type SavedTensor struct {
+	Name string
+	Matrix
+}
+
+// Adapter is an adapter folder loaded on the host.
+type Adapter struct {
+	Config  *Config
+	Modules []*Module // in the order of the weights file
+	Saved   []SavedTensor
+}
+
+// Module returns the adapted module with path p, or nil.
+func (a *Adapter) Module(p string) *Module {
+	for _, m := range a.Modules {
+		if m.Path == p {
+			return m
+		}
+	}
+	return nil
+}
+
+// Params is the total number of adapter parameters (modules_to_save excluded).
+func (a *Adapter) Params() int {
+	n := 0
+	for _, m := range a.Modules {
+		n += m.Params()
+	}
+	return n
+}
+
+// TensorName returns the file name of adapter tensor name of module (PEFT's convention).
+func TensorName(module, name string) string {
+	if name == peft.NameMagnitude {
+		return TensorPrefix + module + "." + name
+	}
+	return TensorPrefix + module + "." + name + ".weight"
+}
+
+// splitTensorName parses a file tensor name into (module, adapter tensor name); ok is false for
+// names that are not adapter tensors (modules_to_save).
+func splitTensorName(full string) (module, name string, ok bool) {
+	rest := strings.TrimPrefix(full, TensorPrefix)
+	for _, n := range []string{peft.NameSingLoRAA, peft.NameLoRAA, peft.NameLoRAB} {
+		if s, found := strings.CutSuffix(rest, "."+n+".weight"); found {
+			return s, n, true
+		}
+	}
+	for _, suf := range []string{"." + peft.NameMagnitude, "." + peft.NameMagnitude + ".weight"} {
+		if s, found := strings.CutSuffix(rest, suf); found {
+			return s, peft.NameMagnitude, true
+		}
+	}
+	return "", "", false
+}
+
+// Load reads and validates the adapter folder dir.
+func Load(dir string) (*Adapter, error) {
+	cb, err := os.ReadFile(filepath.Join(dir, ConfigFile))
+	if err != nil {
+		return nil, fmt.Errorf("adapter %s: %w", dir, err)
+	}
+	cfg, err := ParseConfig(cb)
+	if err != nil {
+		return nil, fmt.Errorf("adapter %s: %w", dir, err)
+	}
+	f, err := safetensors.Read(filepath.Join(dir, WeightsFile))
+	if err != nil {
+		return nil, fmt.Errorf("adapter %s: %w", dir, err)
+	}
+	a, err := FromTensors(cfg, f.Tensors)
+	if err != nil {
+		return nil, fmt.Errorf("adapter %s: %w", dir, err)
+	}
+	return a, nil
+}
+
+// FromTensors builds and validates an adapter from its config and its file's tensors.
+func FromTensors(cfg *Config, ts []safetensors.Tensor) (*Adapter, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	a := &Adapter{Config: cfg}
+	byPath := map[string]*Module{}
+	for i := range ts {
+		t := &ts[i]
+		if !safetensors.IsFloat(t.DType) {
+			return nil, fmt.Errorf("tensor %s: dtype %s is not a float type", t.Name, t.DType)
+		}
+		if !strings.HasPrefix(t.Name, TensorPrefix) {
+			return nil, fmt.Errorf("tensor %s: name does not start with %q", t.Name, TensorPrefix)
+		}
+		vals, err := t.Float32s()
+		if err != nil {
+			return nil, err
+		}
+		for j, v := range vals {
+			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+				return nil, fmt.Errorf("tensor %s: non-finite value %v at flat index %d", t.Name, v, j)
+			}
+		}
+		mat := &Matrix{Shape: slices.Clone(t.Shape), Data: vals}
+		mod, name, ok := splitTensorName(t.Name)
+		if !ok {
+			if len(cfg.ModulesToSave) == 0 {
+				return nil, fmt.Errorf("tensor %s is not an adapter tensor and the config has no modules_to_save", t.Name)
+			}
+			a.Saved = append(a.Saved, SavedTensor{Name: strings.TrimPrefix(t.Name, TensorPrefix), Matrix: *mat})
+			continue
+		}
+		m := byPath[mod]
+		if m == nil {
+			m = &Module{Path: mod, Layout: cfg.Layout(mod), Tensors: map[string]*Matrix{}}
+			byPath[mod] = m
+			a.Modules = append(a.Modules, m)
+		}
+		if m.Tensors[name] != nil {
+			return nil, fmt.Errorf("module %s: tensor %s given twice", mod, name)
+		}
+		m.Tensors[name] = mat
+	}
+	if len(a.Modules) == 0 {
+		return nil, errors.New("the weights file holds no adapter tensors")
+	}
+	method := cfg.Method()
+	r := cfg.R
+	for _, m := range a.Modules {
+		if err := m.resolve(cfg, method, r); err != nil {
+			return nil, err
+		}
+	}
+	for p := range cfg.ModuleShapes {
+		if byPath[p] == nil {
+			return nil, fmt.Errorf("module_shapes lists %s, which has no adapter tensors", p)
+		}
+	}
+	return a, nil
+}
+
+// resolve checks the module's tensors against the method and rank and sets In and Out.
+func (m *Module) resolve(cfg *Config, method peft.Method, r int) error {
+	want := map[string]bool{}
+	switch method {
+	case peft.SingLoRA:
+		want[peft.NameSingLoRAA] = true
+		s, ok := cfg.ModuleShapes[m.Path]
+		if !ok {
+			return fmt.Errorf("module %s: not listed in module_shapes ([out, in] is needed for singlora)", m.Path)
+		}
+		m.Out, m.In = s[0], s[1]
+	case peft.LoRA, peft.LoRAPlus:
+		want[peft.NameLoRAA], want[peft.NameLoRAB] = true, true
+	case peft.DoRA:
+		want[peft.NameLoRAA], want[peft.NameLoRAB], want[peft.NameMagnitude] = true, true, true
+	}
+	for name := range m.Tensors {
+		if !want[name] {
+			return fmt.Errorf("module %s: tensor %s does not belong to a %s adapter", m.Path, name, method)
+		}
+	}
+	for _, name := range sortedKeys(want) {
+		if m.Tensors[name] == nil {
+			return fmt.Errorf("module %s: missing tensor %s", m.Path, TensorName(m.Path, name))
+		}
+	}
+	if method != peft.SingLoRA {
+		a, b := m.Tensors[peft.NameLoRAA].Shape, m.Tensors[peft.NameLoRAB].Shape
+		if len(a) != 2 || len(b) != 2 {
+			return fmt.Errorf("module %s: lora_A %v and lora_B %v must be matrices", m.Path, a, b)
+		}
+		m.In, m.Out = a[1], b[0]
+		if s, ok := cfg.ModuleShapes[m.Path]; ok && (s[0] != m.Out || s[1] != m.In) {
+			return fmt.Errorf("module %s: module_shapes says [out,in]=%v but lora_B/lora_A give [%d,%d]", m.Path, s, m.Out, m.In)
+		}
+	}
+	if m.In <= 0 || m.Out <= 0 {
+		return fmt.Errorf("module %s: invalid layer size in=%d out=%d", m.Path, m.In, m.Out)
+	}
+	for _, t := range peft.AdapterTensors(method, m.Spec(), r) {
+		got := m.Tensors[t.Name].Shape
+		if !slices.Equal(got, t.Shape) {
+			return fmt.Errorf("module %s: %s has shape %v, want %v for r=%d, in=%d, out=%d", m.Path, t.Name, got, t.Shape, r, m.In, m.Out)
+		}
+	}
+	return nil
+}
+
+// Tensors returns the adapter's tensors as float32 safetensors tensors, modules first.
+func (a *Adapter) Tensors() ([]safetensors.Tensor, error) {
+	var out []safetensors.Tensor
+	for _, m := range a.Modules {
+		for _, t := range peft.AdapterTensors(a.Config.Method(), m.Spec(), a.Config.R) {
+			mat := m.Tensors[t.Name]
+			if mat == nil {
+				return nil, fmt.Errorf("module %s: missing tensor %s", m.Path, t.Name)
+			}
+			st, err := safetensors.FromFloat32s(TensorName(m.Path, t.Name), safetensors.F32, mat.Shape, mat.Data)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, st)
+		}
+	}
+	for _, s := range a.Saved {
+		st, err := safetensors.FromFloat32s(TensorPrefix+s.Name, safetensors.F32, s.Shape, s.Data)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+// Save writes the adapter to the folder dir (created if needed). The config and the tensors are
+// validated first (as Load would validate them); nothing is written if they are invalid. If dir
+// does not exist, both files are written into a temporary folder beside it that is then renamed
+// to dir, so dir appears complete or not at all. If dir exists, each file is written to a synced
+// temporary file, and only when both are complete are they renamed over the old ones; on any
+// error the previous adapter is left as it was and the temporary files are removed.
+func Save(dir string, a *Adapter) error {
+	ts, err := a.Tensors()
+	if err != nil {
+		return err
+	}
+	if a.Config.PeftType == TypeSingLoRA {
+		a.Config.ModuleShapes = map[string][2]int{}
+		for _, m := range a.Modules {
+			a.Config.ModuleShapes[m.Path] = [2]int{m.Out, m.In}
+		}
+	}
+	cb, err := a.Config.MarshalJSON()
+	if err != nil {
+		return err
+	}
+	// Validate exactly what will be read back.
+	cfg2, err := ParseConfig(cb)
+	if err != nil {
+		return fmt.Errorf("refusing to save an invalid adapter: %w", err)
+	}
+	if _, err := FromTensors(cfg2, ts); err != nil {
+		return fmt.Errorf("refusing to save an invalid adapter: %w", err)
+	}
+	wb, err := safetensors.Marshal(ts, map[string]string{"format": "pt"})
+	if err != nil {
+		return err
+	}
+	return writeFolder(dir, map[string][]byte{ConfigFile: cb, WeightsFile: wb})
+}
+
+func writeFolder(dir string, files map[string][]byte) (err error) {
+	dir = filepath.Clean(dir)
+	parent := filepath.Dir(dir)
+	if _, statErr := os.Stat(dir); errors.Is(statErr, os.ErrNotExist) {
+		tmp, err := os.MkdirTemp(parent, "."+filepath.Base(dir)+".tmp-*")
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if err != nil {
+				_ = os.RemoveAll(tmp)
+			}
+		}()
+		for _, name := range sortedKeys(files) {
+			if err = safetensors.WriteFileAtomic(filepath.Join(tmp, name), files[name], 0o644); err != nil {
+				return err
+			}
+		}
+		if err = os.Chmod(tmp, 0o755); err != nil {
+			return err
+		}
+		if err = os.Rename(tmp, dir); err != nil {
+			return err
+		}
+		safetensors.SyncDir(parent)
+		return nil
+	}
+	// Existing folder: stage every file, then rename them all.
+	staged := map[string]string{}
+	defer func() {
+		for _, p := range staged {
+			_ = os.Remove(p)
+		}
+	}()
+	for _, name := range sortedKeys(files) {
+		f, err := os.CreateTemp(dir, "."+name+".tmp-*")
+		if err != nil {
+			return err
+		}
+		staged[name] = f.Name()
+		_, err = f.Write(files[name])
+		if err == nil {
+			err = f.Chmod(0o644)
+		}
+		if err == nil {
+			err = f.Sync()
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+	}
+	// Weights first, config last: a reader that sees the new config sees the new weights.
+	for _, name := range []string{WeightsFile, ConfigFile} {
+		if err := os.Rename(staged[name], filepath.Join(dir, name)); err != nil {
+			return err
+		}
+		delete(staged, name)
+	}
+	safetensors.SyncDir(dir)
+	return nil
+}
