@@ -10,6 +10,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gomlx/compute/dtypes"
+	"github.com/gomlx/compute/shapes"
+	. "github.com/gomlx/gomlx/core/graph"
+	"github.com/gomlx/gomlx/core/tensors"
 )
 
 // Regression test for the pure-Go backend deadlock (DESIGN.md §2): with gomlx v0.28.2 /
@@ -139,4 +144,74 @@ func fmtDurations(ds []time.Duration) string {
 		parts[i] = strconv.FormatFloat(float64(d.Microseconds())/1000, 'f', 0, 64)
 	}
 	return strings.Join(parts, " ")
+}
+
+// whileMatmulGraph: a While loop whose body runs four independent 256×256 matmuls (each
+// large enough to fan out with workerspool.Saturate). A nested execution like this runs its
+// body with a second set of parallel executors taken from the same bounded pool as the outer
+// ones, which can leave no free slot for Saturate.
+func whileMatmulGraph(x *Node) *Node {
+	g := x.Graph()
+	dims := x.Shape().Dimensions
+	cond := NewClosure(g, func(g *Graph) []*Node {
+		i := Parameter(g, "i", shapes.Scalar[int32]())
+		_ = Parameter(g, "x", shapes.Make(dtypes.Float32, dims...))
+		return []*Node{LessThan(i, Const(g, int32(4)))}
+	})
+	body := NewClosure(g, func(g *Graph) []*Node {
+		i := Parameter(g, "i", shapes.Scalar[int32]())
+		x := Parameter(g, "x", shapes.Make(dtypes.Float32, dims...))
+		xt := Transpose(x, 0, 1)
+		y := Add(Add(MatMul(x, x), MatMul(x, xt)), Add(MatMul(xt, x), MatMul(xt, xt)))
+		y = Tanh(MulScalar(y, 0.01))
+		return []*Node{AddScalar(i, 1), y}
+	})
+	return While(cond, body, Const(g, int32(0)), x)[1]
+}
+
+func TestWhileLoopWithMatmulsNeverHangs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("short mode")
+	}
+	runs := 3
+	if *long {
+		runs = 20
+	}
+	runs = envInt("SINGLORA_HANG_RUNS", runs)
+	data := make([]float32, 256*256)
+	for i := range data {
+		data[i] = float32(i%17) / 17
+	}
+	for _, cfg := range testConfigs() {
+		hangs := 0
+		for run := range runs {
+			b, err := New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			x := tensors.FromFlatDataAndDimensions(data, 256, 256)
+			ok := withWatchdog(t, 30*time.Second, fmt.Sprintf("config %q run %d: While loop with matmuls", cfg, run),
+				hangs == 0, func() error {
+					e, err := NewExec(b, whileMatmulGraph)
+					if err != nil {
+						return err
+					}
+					for range 5 {
+						y, err := e.Call(x)
+						if err != nil {
+							return err
+						}
+						y[0].FinalizeAll()
+					}
+					e.Finalize()
+					return nil
+				})
+			if !ok {
+				hangs++
+				continue
+			}
+			b.Finalize()
+		}
+		t.Logf("%-34q While-loop graph: hangs %d/%d runs", cfg, hangs, runs)
+	}
 }
