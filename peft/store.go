@@ -222,3 +222,20 @@ func (r Report) String() string {
 	fmt.Fprintf(&sb, "trainable params: %d of %d (%.3f%%)\n", r.Trainable, r.Total, pct)
 	return sb.String()
 }
+
+// OptimizerGroups returns the optimizer's per-variable groups for this method: LoRA+ gives
+// lora_B the learning rate λ·lr; biases, norms and DoRA's magnitude get no weight decay; every
+// other trainable variable gets weightDecay.
+func (inj *Injection) OptimizerGroups(weightDecay float64) func(v *model.Variable) optim.Group {
+	return func(v *model.Variable) optim.Group {
+		g := optim.Group{Name: "default", LRMultiplier: 1, WeightDecay: weightDecay}
+		name := v.Name()
+		if inj != nil && inj.Config.Method == LoRAPlus && name == NameLoRAB {
+			g.Name, g.LRMultiplier = "lora_B (LoRA+)", inj.Config.LoRAPlusLambda()
+		}
+		if name == NameMagnitude || name == "bias" || strings.Contains(v.Path(), "norm") || v.Shape().Rank() < 2 {
+			g.WeightDecay = 0
+		}
+		return g
+	}
+}

@@ -33,13 +33,13 @@ type layerCase struct {
 // hostLayer holds one linear layer and its adapter in float64 on the host: the independent
 // reference the graph code is checked against. Matrices are row-major.
 type hostLayer struct {
-	spec   LinearSpec
-	cfg    Config
-	w0     []float64 // [out, in] regardless of spec.Layout
-	bias   []float64 // [out]
-	t      map[string][]float64
-	u      float64
-	doraN  []float64 // DoRA norms held fixed (gradient constant); nil = compute
+	spec  LinearSpec
+	cfg   Config
+	w0    []float64 // [out, in] regardless of spec.Layout
+	bias  []float64 // [out]
+	t     map[string][]float64
+	u     float64
+	doraN []float64 // DoRA norms held fixed (gradient constant); nil = compute
 }
 
 func randSlice(rng *rand.Rand, n int, scale float64) []float64 {
