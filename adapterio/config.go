@@ -238,7 +238,11 @@ func ParseConfig(b []byte) (*Config, error) {
 	c := &Config{Extra: map[string]json.RawMessage{}}
 	for k, v := range raw {
 		if !knownKeys[k] {
-			c.Extra[k] = v
+			var cb bytes.Buffer
+			if err := json.Compact(&cb, v); err != nil {
+				return nil, fmt.Errorf("%s: key %q: %v", ConfigFile, k, err)
+			}
+			c.Extra[k] = cb.Bytes()
 		}
 	}
 	get := func(key string, dst any, required bool) error {
