@@ -389,7 +389,7 @@ func (m *Model) Embed(inj *peft.Injection, scope *model.Scope, tokenIDs, mask *N
 // l2Normalize returns x·rsqrt(max(Σx², eps)) over the last axis (TF's l2_normalize).
 func l2Normalize(x *Node, eps float64) *Node {
 	ss := ReduceAndKeep(Square(x), ReduceSum, -1)
-	return Mul(x, Rsqrt(MaxScalar(ss, eps)))
+	return Mul(x, rsqrt(MaxScalar(ss, eps)))
 }
 
 // Pooled is Embed before the final L2 normalisation: tanh(W·meanpool(encoder(x)) + b), [batch, 512].
@@ -440,6 +440,9 @@ func (m *Model) Encode(inj *peft.Injection, scope *model.Scope, tokenIDs, mask *
 	return x, maskF
 }
 
+// rsqrt is 1/√x. GoMLX v0.28.16 defines no gradient for Rsqrt, so it is built from Sqrt.
+func rsqrt(x *Node) *Node { return Inverse(Sqrt(x)) }
+
 func (m *Model) layerNorm(scope *model.Scope, x *Node) *Node {
 	g := x.Graph()
 	scale := ExpandLeftToRank(scope.GetVariable("scale").NodeValue(g), x.Rank())
@@ -447,7 +450,7 @@ func (m *Model) layerNorm(scope *model.Scope, x *Node) *Node {
 	mean := ReduceAndKeep(x, ReduceMean, -1)
 	c := Sub(x, mean)
 	variance := ReduceAndKeep(Square(c), ReduceMean, -1)
-	return Add(Mul(Mul(scale, Rsqrt(AddScalar(variance, m.layerNormEps))), c), bias)
+	return Add(Mul(Mul(scale, rsqrt(AddScalar(variance, m.layerNormEps))), c), bias)
 }
 
 func (m *Model) layer(inj *peft.Injection, s *model.Scope, i int, x, bias *Node) *Node {
