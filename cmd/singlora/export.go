@@ -1,0 +1,46 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/singlora/singlora/adapterio"
+)
+
+func init() {
+	register(&command{
+		Name:    "export",
+		Summary: "export a SingLoRA adapter as a plain PEFT LoRA adapter",
+		Usage:   "singlora export --format lora --adapter ADAPTER_DIR --out LORA_DIR",
+		Run:     func(args []string) error { return runExport(args, os.Stdout) },
+	})
+}
+
+func runExport(args []string, w io.Writer) error {
+	fs := flag.NewFlagSet("export", flag.ContinueOnError)
+	format := fs.String("format", "lora", "output format (only \"lora\": lora_A = A[:in]ᵀ, lora_B = s·u·A[:out], lora_alpha = r)")
+	adapter := fs.String("adapter", "", "source adapter folder")
+	out := fs.String("out", "", "output adapter folder")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *format != "lora" {
+		return fmt.Errorf("unknown --format %q (supported: lora)", *format)
+	}
+	if *adapter == "" || *out == "" {
+		fs.Usage()
+		return errors.New("--adapter and --out are required")
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %v", fs.Args())
+	}
+	e, err := adapterio.ExportLoRAFolder(*adapter, *out)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "exported %d modules (%d params) as PEFT LoRA r=%d → %s\n", len(e.Modules), e.Params(), e.Config.R, *out)
+	return nil
+}
