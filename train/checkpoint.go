@@ -1,0 +1,195 @@
+package train
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/gomlx/compute/dtypes"
+	"github.com/gomlx/compute/shapes"
+	"github.com/gomlx/gomlx/core/tensors"
+	"github.com/gomlx/gomlx/ml/model"
+
+	"github.com/singlora/singlora/safetensors"
+)
+
+// State is the non-tensor part of a checkpoint.
+type State struct {
+	Step       int64              `json:"step"`        // optimizer steps taken
+	Examples   int64              `json:"examples"`    // training examples consumed (data position)
+	BestMetric *float64           `json:"best_metric"` // best evaluation metric so far (nil: none yet)
+	BestStep   int64              `json:"best_step"`
+	BadEvals   int                `json:"bad_evals"` // evaluations since the best (early stopping)
+	Wall       float64            `json:"wall_seconds"`
+	Extra      map[string]float64 `json:"extra,omitempty"`
+}
+
+var dtypeNames = map[dtypes.DType]string{
+	dtypes.Float32: safetensors.F32, dtypes.Float64: safetensors.F64, dtypes.Float16: safetensors.F16,
+	dtypes.BFloat16: safetensors.BF16, dtypes.Int64: safetensors.I64, dtypes.Int32: safetensors.I32,
+	dtypes.Uint64: safetensors.U64, dtypes.Uint32: safetensors.U32, dtypes.Uint8: safetensors.U8,
+	dtypes.Bool: safetensors.Bool,
+}
+
+// TensorToSafetensors converts a GoMLX tensor to a safetensors tensor (raw bytes, same dtype).
+func TensorToSafetensors(name string, t *tensors.Tensor) (safetensors.Tensor, error) {
+	dt, ok := dtypeNames[t.DType()]
+	if !ok {
+		return safetensors.Tensor{}, fmt.Errorf("tensor %s: dtype %s cannot be saved", name, t.DType())
+	}
+	out := safetensors.Tensor{Name: name, DType: dt, Shape: append([]int{}, t.Shape().Dimensions...)}
+	err := t.ConstBytes(func(b []byte) { out.Data = append([]byte(nil), b...) })
+	return out, err
+}
+
+// SafetensorsToTensor converts a safetensors tensor back to a GoMLX tensor.
+func SafetensorsToTensor(st *safetensors.Tensor) (*tensors.Tensor, error) {
+	for dt, name := range dtypeNames {
+		if name == st.DType {
+			t := tensors.FromShape(shapes.Make(dt, st.Shape...))
+			var err error
+			if cerr := t.MutableBytes(func(b []byte) {
+				if len(b) != len(st.Data) {
+					err = fmt.Errorf("tensor %s: %d bytes for shape %v %s", st.Name, len(st.Data), st.Shape, st.DType)
+					return
+				}
+				copy(b, st.Data)
+			}); cerr != nil {
+				return nil, cerr
+			}
+			return t, err
+		}
+	}
+	return nil, fmt.Errorf("tensor %s: dtype %s not supported", st.Name, st.DType)
+}
+
+// CheckpointVariables returns the variables a checkpoint holds: everything trainable, the
+// optimizer's state and step counter, and the RNG state — not the frozen base weights, which are
+// reloaded from the model.
+func CheckpointVariables(store *model.Store) []*model.Variable {
+	var vs []*model.Variable
+	for v := range store.IterVariables() {
+		p := v.Path()
+		if v.Trainable || strings.HasPrefix(p, "/optim/") || strings.Contains(p, "#rngState") {
+			if strings.HasPrefix(p, accumPrefix) {
+				continue // zero between updates
+			}
+			vs = append(vs, v)
+		}
+	}
+	sort.Slice(vs, func(i, j int) bool { return vs[i].Path() < vs[j].Path() })
+	return vs
+}
+
+const (
+	checkpointTensors = "checkpoint.safetensors"
+	checkpointState   = "state.json"
+)
+
+// SaveCheckpoint writes the checkpoint variables and state into dir atomically: everything is
+// written into a temporary sibling folder, synced, and renamed into place; a previous checkpoint
+// at dir is replaced only after the new one is complete. extra files (name → writer) are
+// written into the same folder (e.g. an adapter export).
+func SaveCheckpoint(dir string, store *model.Store, st State, extra func(tmpDir string) error) (err error) {
+	parent := filepath.Dir(dir)
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	tmp, err := os.MkdirTemp(parent, "."+filepath.Base(dir)+".tmp-")
+	if err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = os.RemoveAll(tmp)
+		}
+	}()
+	var ts []safetensors.Tensor
+	for _, v := range CheckpointVariables(store) {
+		val, err := v.Value()
+		if err != nil {
+			return fmt.Errorf("checkpoint: variable %s: %w", v.Path(), err)
+		}
+		t, err := TensorToSafetensors(v.Path(), val)
+		if err != nil {
+			return fmt.Errorf("checkpoint: %w", err)
+		}
+		ts = append(ts, t)
+	}
+	if err := safetensors.Write(filepath.Join(tmp, checkpointTensors), ts, map[string]string{"format": "singlora-checkpoint"}); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	js, _ := json.MarshalIndent(st, "", "  ")
+	if err := safetensors.WriteFileAtomic(filepath.Join(tmp, checkpointState), append(js, '\n'), 0o644); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	if extra != nil {
+		if err := extra(tmp); err != nil {
+			return fmt.Errorf("checkpoint: %w", err)
+		}
+	}
+	old := ""
+	if _, statErr := os.Stat(dir); statErr == nil {
+		old = tmp + ".old"
+		if err := os.Rename(dir, old); err != nil {
+			return fmt.Errorf("checkpoint: %w", err)
+		}
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		if old != "" {
+			_ = os.Rename(old, dir)
+		}
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	safetensors.SyncDir(parent)
+	if old != "" {
+		_ = os.RemoveAll(old)
+	}
+	return nil
+}
+
+// LoadCheckpoint restores a checkpoint's variables into store (creating optimizer variables that
+// do not exist yet) and returns its state. A variable whose shape or dtype differs is an error.
+func LoadCheckpoint(dir string, store *model.Store) (State, error) {
+	var st State
+	js, err := os.ReadFile(filepath.Join(dir, checkpointState))
+	if err != nil {
+		return st, fmt.Errorf("checkpoint %s: %w", dir, err)
+	}
+	if err := json.Unmarshal(js, &st); err != nil {
+		return st, fmt.Errorf("checkpoint %s: state.json: %w", dir, err)
+	}
+	f, err := safetensors.Read(filepath.Join(dir, checkpointTensors))
+	if err != nil {
+		return st, fmt.Errorf("checkpoint %s: %w", dir, err)
+	}
+	for i := range f.Tensors {
+		ts := &f.Tensors[i]
+		t, err := SafetensorsToTensor(ts)
+		if err != nil {
+			return st, fmt.Errorf("checkpoint %s: %w", dir, err)
+		}
+		v := store.GetVariable(ts.Name)
+		if v == nil {
+			if !strings.HasPrefix(ts.Name, "/optim/") && !strings.Contains(ts.Name, "#rngState") {
+				return st, fmt.Errorf("checkpoint %s: variable %s does not exist in the model", dir, ts.Name)
+			}
+			nv, err := store.CreateVariable(ts.Name, t)
+			if err != nil {
+				return st, fmt.Errorf("checkpoint %s: %w", dir, err)
+			}
+			nv.SetTrainable(false)
+			continue
+		}
+		if !v.Shape().Equal(t.Shape()) {
+			return st, fmt.Errorf("checkpoint %s: variable %s has shape %s in the model, %s in the checkpoint", dir, ts.Name, v.Shape(), t.Shape())
+		}
+		if err := v.SetValue(t); err != nil {
+			return st, fmt.Errorf("checkpoint %s: %w", dir, err)
+		}
+	}
+	return st, nil
+}
