@@ -112,4 +112,3 @@ func printTensors(w io.Writer, f *safetensors.File) {
 		fmt.Fprintf(w, "metadata: %v\n", f.Metadata)
 	}
 }
-
