@@ -1,0 +1,363 @@
+// Package hf loads Hugging Face checkpoint folders (config.json + model.safetensors, or sharded
+// model-0000N-of-0000M.safetensors with model.safetensors.index.json) into a GoMLX model.Store,
+// for the model definitions in models/bert, models/llama and models/gpt2.
+//
+// Weights in F32, F16, BF16 (or F64) are converted to float32 variables; the models compute in
+// float32. Every problem is reported before any training starts, naming what is wrong: a missing
+// file, a config field the code does not support, a tensor that is missing or has the wrong shape,
+// an architecture the package does not implement.
+//
+// A tensor named "a.b.0.c.weight" in the checkpoint becomes the variable "weight" in scope
+// "/a/b/0/c" (peft.ModuleScope of the module path "a.b.0.c"), so that adapters address linear
+// layers by their checkpoint module names, as PEFT does.
+package hf
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/gomlx/gomlx/core/tensors"
+	"github.com/gomlx/gomlx/ml/model"
+
+	"github.com/singlora/singlora/peft"
+	"github.com/singlora/singlora/safetensors"
+)
+
+// File names of a checkpoint folder.
+const (
+	ConfigFile  = "config.json"
+	WeightsFile = "model.safetensors"
+	IndexFile   = "model.safetensors.index.json"
+)
+
+// RawConfig is config.json as field name → raw JSON value.
+type RawConfig struct {
+	Dir    string
+	Fields map[string]json.RawMessage
+}
+
+// ReadConfig reads dir/config.json.
+func ReadConfig(dir string) (*RawConfig, error) {
+	path := filepath.Join(dir, ConfigFile)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("%s: no %s in the model folder", dir, ConfigFile)
+		}
+		return nil, err
+	}
+	rc := &RawConfig{Dir: dir}
+	if err := json.Unmarshal(b, &rc.Fields); err != nil {
+		return nil, fmt.Errorf("%s: not a JSON object: %w", path, err)
+	}
+	return rc, nil
+}
+
+func (c *RawConfig) errorf(format string, args ...any) error {
+	return fmt.Errorf("%s: %s", filepath.Join(c.Dir, ConfigFile), fmt.Sprintf(format, args...))
+}
+
+// IsSet reports whether field is present with a non-null value.
+func (c *RawConfig) IsSet(field string) bool {
+	v, ok := c.Fields[field]
+	return ok && strings.TrimSpace(string(v)) != "null"
+}
+
+// Decode decodes field into dst if it is set; it returns whether it was.
+func (c *RawConfig) Decode(field string, dst any) (bool, error) {
+	if !c.IsSet(field) {
+		return false, nil
+	}
+	if err := json.Unmarshal(c.Fields[field], dst); err != nil {
+		return true, c.errorf("field %q: %v", field, err)
+	}
+	return true, nil
+}
+
+// Int returns the integer field, or def if it is absent or null; required fields pass def < 0
+// and get an error when absent.
+func (c *RawConfig) Int(field string, def int) (int, error) {
+	var f float64
+	ok, err := c.Decode(field, &f)
+	if err != nil {
+		return 0, err
+	}
+	if !ok {
+		if def < 0 {
+			return 0, c.errorf("required field %q is missing", field)
+		}
+		return def, nil
+	}
+	if f != math.Trunc(f) || f < 0 {
+		return 0, c.errorf("field %q = %v is not a non-negative integer", field, f)
+	}
+	return int(f), nil
+}
+
+// Float returns the number field, or def if absent or null.
+func (c *RawConfig) Float(field string, def float64) (float64, error) {
+	var f float64
+	ok, err := c.Decode(field, &f)
+	if !ok || err != nil {
+		return def, err
+	}
+	return f, nil
+}
+
+// String returns the string field, or def if absent or null.
+func (c *RawConfig) String(field, def string) (string, error) {
+	var s string
+	ok, err := c.Decode(field, &s)
+	if !ok || err != nil {
+		return def, err
+	}
+	return s, nil
+}
+
+// Bool returns the boolean field, or def if absent or null.
+func (c *RawConfig) Bool(field string, def bool) (bool, error) {
+	var b bool
+	ok, err := c.Decode(field, &b)
+	if !ok || err != nil {
+		return def, err
+	}
+	return b, nil
+}
+
+// Unsupported returns an error naming field if it is set (non-null, and not one of the allowed
+// raw JSON values, e.g. "false").
+func (c *RawConfig) Unsupported(field string, allowed ...string) error {
+	if !c.IsSet(field) {
+		return nil
+	}
+	v := strings.TrimSpace(string(c.Fields[field]))
+	if slices.Contains(allowed, v) {
+		return nil
+	}
+	return c.errorf("config field %q = %s is not supported by this implementation", field, v)
+}
+
+// OneOf returns the string field (def if absent) and an error naming it if the value is not one
+// of allowed.
+func (c *RawConfig) OneOf(field, def string, allowed ...string) (string, error) {
+	s, err := c.String(field, def)
+	if err != nil {
+		return "", err
+	}
+	if !slices.Contains(allowed, s) {
+		return "", c.errorf("config field %q: %q is not supported (supported: %s)", field, s, strings.Join(allowed, ", "))
+	}
+	return s, nil
+}
+
+// Architecture checks config.json's "model_type" and "architectures" against the supported ones
+// and returns the model type and the first architecture ("" if the field is absent).
+func (c *RawConfig) Architecture(modelTypes, architectures []string) (modelType, arch string, err error) {
+	modelType, err = c.String("model_type", "")
+	if err != nil {
+		return "", "", err
+	}
+	var archs []string
+	if _, err := c.Decode("architectures", &archs); err != nil {
+		return "", "", err
+	}
+	if modelType == "" && len(archs) == 0 {
+		return "", "", c.errorf("neither \"model_type\" nor \"architectures\" is set: cannot tell the architecture")
+	}
+	if modelType != "" && !slices.Contains(modelTypes, modelType) {
+		return "", "", c.errorf("unknown architecture: model_type %q (this loader supports %s)", modelType, strings.Join(modelTypes, ", "))
+	}
+	for _, a := range archs {
+		if !slices.Contains(architectures, a) {
+			return "", "", c.errorf("unknown architecture %q in \"architectures\" (this loader supports %s)", a, strings.Join(architectures, ", "))
+		}
+	}
+	if len(archs) > 0 {
+		arch = archs[0]
+	}
+	return modelType, arch, nil
+}
+
+// Weights are a checkpoint's tensors, from one file or from the shards an index lists.
+type Weights struct {
+	Dir     string
+	tensors map[string]*safetensors.Tensor
+	file    map[string]string // tensor → file it came from
+	used    map[string]bool
+}
+
+// OpenWeights reads dir/model.safetensors, or the shards listed by dir/model.safetensors.index.json.
+func OpenWeights(dir string) (*Weights, error) {
+	w := &Weights{Dir: dir, tensors: map[string]*safetensors.Tensor{}, file: map[string]string{}, used: map[string]bool{}}
+	single := filepath.Join(dir, WeightsFile)
+	index := filepath.Join(dir, IndexFile)
+	if _, err := os.Stat(single); err == nil {
+		return w, w.addFile(WeightsFile, nil)
+	}
+	b, err := os.ReadFile(index)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("%s: no %s or %s in the model folder", dir, WeightsFile, IndexFile)
+		}
+		return nil, err
+	}
+	var idx struct {
+		WeightMap map[string]string `json:"weight_map"`
+	}
+	if err := json.Unmarshal(b, &idx); err != nil {
+		return nil, fmt.Errorf("%s: %w", index, err)
+	}
+	if len(idx.WeightMap) == 0 {
+		return nil, fmt.Errorf("%s: empty or missing \"weight_map\"", index)
+	}
+	shards := map[string][]string{}
+	for name, f := range idx.WeightMap {
+		if f == "" || filepath.Base(f) != f {
+			return nil, fmt.Errorf("%s: tensor %q maps to %q, not a file name in the folder", index, name, f)
+		}
+		shards[f] = append(shards[f], name)
+	}
+	files := make([]string, 0, len(shards))
+	for f := range shards {
+		files = append(files, f)
+	}
+	sort.Strings(files)
+	for _, f := range files {
+		if err := w.addFile(f, shards[f]); err != nil {
+			return nil, fmt.Errorf("%s: %w", index, err)
+		}
+	}
+	return w, nil
+}
+
+func (w *Weights) addFile(name string, expect []string) error {
+	path := filepath.Join(w.Dir, name)
+	f, err := safetensors.Read(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("shard %s is missing", path)
+		}
+		return err
+	}
+	for i := range f.Tensors {
+		t := &f.Tensors[i]
+		if prev, dup := w.file[t.Name]; dup {
+			return fmt.Errorf("tensor %q is in both %s and %s", t.Name, prev, name)
+		}
+		w.tensors[t.Name] = t
+		w.file[t.Name] = name
+	}
+	for _, n := range expect {
+		if w.file[n] != name {
+			return fmt.Errorf("tensor %q is listed in shard %s, which does not contain it", n, name)
+		}
+	}
+	return nil
+}
+
+// Has reports whether the checkpoint has tensor name.
+func (w *Weights) Has(name string) bool { _, ok := w.tensors[name]; return ok }
+
+// Names returns all tensor names, sorted.
+func (w *Weights) Names() []string {
+	out := make([]string, 0, len(w.tensors))
+	for n := range w.tensors {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Prefix returns the first of prefixes p for which the checkpoint has tensor p+probe (HF stores
+// a head model's base under e.g. "bert." and a bare base model without it), or an error.
+func (w *Weights) Prefix(probe string, prefixes ...string) (string, error) {
+	for _, p := range prefixes {
+		if w.Has(p + probe) {
+			return p, nil
+		}
+	}
+	tried := make([]string, len(prefixes))
+	for i, p := range prefixes {
+		tried[i] = p + probe
+	}
+	return "", fmt.Errorf("%s: checkpoint has none of the tensors %s: not this architecture's layout", w.Dir, strings.Join(tried, ", "))
+}
+
+// Float32 returns tensor name's values as float32, checking its shape.
+func (w *Weights) Float32(name string, shape ...int) ([]float32, error) {
+	t, ok := w.tensors[name]
+	if !ok {
+		return nil, fmt.Errorf("%s: checkpoint is missing tensor %q (expected shape %v)", w.Dir, name, shape)
+	}
+	if !slices.Equal(t.Shape, shape) {
+		return nil, fmt.Errorf("%s: tensor %q has shape %v in the checkpoint, the config implies %v", w.Dir, name, t.Shape, shape)
+	}
+	if !safetensors.IsFloat(t.DType) {
+		return nil, fmt.Errorf("%s: tensor %q has dtype %s; only F32, F16, BF16 and F64 weights are supported", w.Dir, name, t.DType)
+	}
+	w.used[name] = true
+	return t.Float32s()
+}
+
+// Load creates (or overwrites) the variable for checkpoint tensor name ("a.b.weight" → variable
+// "weight" in scope "/a/b") in store, as float32 with the given shape.
+func (w *Weights) Load(store *model.Store, name string, shape ...int) error {
+	vals, err := w.Float32(name, shape...)
+	if err != nil {
+		return err
+	}
+	return SetVariable(store, name, vals, shape...)
+}
+
+// LoadLinear loads module's weight (shape [out,in], or [in,out] for layout InOut) and, if
+// spec.Bias, its bias [out].
+func (w *Weights) LoadLinear(store *model.Store, spec peft.LinearSpec) error {
+	wshape := []int{spec.Out, spec.In}
+	if spec.Layout == peft.InOut {
+		wshape = []int{spec.In, spec.Out}
+	}
+	if err := w.Load(store, spec.Path+".weight", wshape...); err != nil {
+		return err
+	}
+	if spec.Bias {
+		return w.Load(store, spec.Path+".bias", spec.Out)
+	}
+	return nil
+}
+
+// Unused returns the checkpoint tensors no Load/Float32 call read (e.g. a pre-training head).
+func (w *Weights) Unused() []string {
+	var out []string
+	for _, n := range w.Names() {
+		if !w.used[n] {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// VariablePath returns the store path of checkpoint tensor name: "a.b.weight" → "/a/b/weight".
+func VariablePath(name string) string { return peft.ModuleScope(name) }
+
+// SetVariable creates or overwrites the float32 variable for checkpoint tensor name.
+func SetVariable(store *model.Store, name string, vals []float32, shape ...int) error {
+	path := VariablePath(name)
+	t := tensors.FromFlatDataAndDimensions(vals, shape...)
+	if v := store.GetVariable(path); v != nil {
+		if !slices.Equal(v.Shape().Dimensions, shape) {
+			return fmt.Errorf("variable %s exists with shape %v, cannot load %v", path, v.Shape().Dimensions, shape)
+		}
+		return v.SetValue(t)
+	}
+	if _, err := store.CreateVariable(path, t); err != nil {
+		return fmt.Errorf("creating %s: %w", path, err)
+	}
+	return nil
+}

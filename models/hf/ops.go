@@ -1,0 +1,152 @@
+package hf
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"sort"
+
+	"github.com/gomlx/compute/dtypes"
+	. "github.com/gomlx/gomlx/core/graph" //nolint:revive // graph code reads better dot-imported
+	"github.com/gomlx/gomlx/ml/model"
+	. "github.com/gomlx/gomlx/support/exceptions" //nolint:revive
+)
+
+// Param returns the value of variable name in scope, panicking (as graph code does) with the
+// scope path if it is missing.
+func Param(scope *model.Scope, name string, g *Graph) *Node {
+	v := scope.GetVariable(name)
+	if v == nil {
+		Panicf("model variable %s/%s is missing: was the checkpoint loaded into this store?", scope.Scope(), name)
+	}
+	return v.NodeValue(g)
+}
+
+// LayerNorm is torch.nn.LayerNorm over the last axis: (x-μ)/√(σ²+eps)·weight + bias, σ² biased.
+// The variables are "weight" and "bias" in scope.
+func LayerNorm(scope *model.Scope, x *Node, eps float64) *Node {
+	g := x.Graph()
+	w := ExpandLeftToRank(Param(scope, "weight", g), x.Rank())
+	b := ExpandLeftToRank(Param(scope, "bias", g), x.Rank())
+	c := Sub(x, ReduceAndKeep(x, ReduceMean, -1))
+	v := ReduceAndKeep(Square(c), ReduceMean, -1)
+	return Add(Mul(Mul(c, Rsqrt(AddScalar(v, eps))), w), b)
+}
+
+// RMSNorm is Llama's: weight·x/√(mean(x²)+eps) (not (1+weight)). Variable "weight" in scope.
+func RMSNorm(scope *model.Scope, x *Node, eps float64) *Node {
+	w := ExpandLeftToRank(Param(scope, "weight", x.Graph()), x.Rank())
+	ms := ReduceAndKeep(Square(x), ReduceMean, -1)
+	return Mul(Mul(x, Rsqrt(AddScalar(ms, eps))), w)
+}
+
+// GeluErf is the exact GELU, 0.5·x·(1+erf(x/√2)) (HF "gelu").
+func GeluErf(x *Node) *Node {
+	return Mul(MulScalar(x, 0.5), OnePlus(Erf(MulScalar(x, 1/math.Sqrt2))))
+}
+
+// GeluTanh is the tanh approximation, 0.5·x·(1+tanh(√(2/π)·(x+0.044715·x³))) (HF "gelu_new",
+// "gelu_pytorch_tanh").
+func GeluTanh(x *Node) *Node {
+	inner := MulScalar(Add(x, MulScalar(Mul(Square(x), x), 0.044715)), math.Sqrt(2/math.Pi))
+	return Mul(MulScalar(x, 0.5), OnePlus(Tanh(inner)))
+}
+
+// Activations are the hidden_act values the models implement.
+var Activations = []string{"gelu", "gelu_new", "gelu_pytorch_tanh", "relu", "silu", "swish"}
+
+// Activation applies HF's activation called name.
+func Activation(name string, x *Node) *Node {
+	switch name {
+	case "gelu":
+		return GeluErf(x)
+	case "gelu_new", "gelu_pytorch_tanh":
+		return GeluTanh(x)
+	case "relu":
+		return MaxScalar(x, 0.0)
+	case "silu", "swish":
+		return Mul(x, Sigmoid(x))
+	}
+	Panicf("activation %q not implemented", name)
+	return nil
+}
+
+// MaskedCrossEntropy returns the mean over positions with mask ≠ 0 of -log softmax(logits)[target]
+// (logits [..., V], targets int [...], mask float [...]). With no selected position it is 0.
+func MaskedCrossEntropy(logits, targets, mask *Node) *Node {
+	logp := LogSoftmax(logits, -1)
+	oh := OneHot(ConvertDType(targets, dtypes.Int32), logits.Shape().Dim(-1), logits.DType())
+	nll := Neg(ReduceSum(Mul(logp, oh), -1))
+	m := ConvertDType(mask, logits.DType())
+	return Div(ReduceAllSum(Mul(nll, m)), MaxScalar(ReduceAllSum(m), 1.0))
+}
+
+// SampleOptions choose the next token from logits: Temperature ≤ 0 is greedy (argmax, lowest id
+// on ties); otherwise softmax(logits/Temperature) restricted to the TopK most likely (0 = all).
+type SampleOptions struct {
+	Temperature float64
+	TopK        int
+	Seed        uint64
+}
+
+// Sampler draws tokens according to SampleOptions with a seeded generator.
+type Sampler struct {
+	Opts SampleOptions
+	rng  *rand.Rand
+}
+
+// NewSampler returns a sampler seeded by opts.Seed.
+func NewSampler(opts SampleOptions) *Sampler {
+	return &Sampler{Opts: opts, rng: rand.New(rand.NewPCG(opts.Seed, 0x5eed))}
+}
+
+// Next picks a token id from logits.
+func (s *Sampler) Next(logits []float32) int {
+	if s.Opts.Temperature <= 0 {
+		return Argmax(logits)
+	}
+	idx := make([]int, len(logits))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.SliceStable(idx, func(a, b int) bool { return logits[idx[a]] > logits[idx[b]] })
+	if k := s.Opts.TopK; k > 0 && k < len(idx) {
+		idx = idx[:k]
+	}
+	maxL := float64(logits[idx[0]])
+	p := make([]float64, len(idx))
+	sum := 0.0
+	for i, id := range idx {
+		p[i] = math.Exp((float64(logits[id]) - maxL) / s.Opts.Temperature)
+		sum += p[i]
+	}
+	r := s.rng.Float64() * sum
+	for i, id := range idx {
+		r -= p[i]
+		if r < 0 {
+			return id
+		}
+	}
+	return idx[len(idx)-1]
+}
+
+// Argmax returns the index of the largest value (the first on ties).
+func Argmax(x []float32) int {
+	best := 0
+	for i, v := range x {
+		if v > x[best] {
+			best = i
+		}
+	}
+	return best
+}
+
+// CheckRange returns an error if a token id is outside [0, vocab).
+func CheckRange(ids []int, vocab int) error {
+	for _, id := range ids {
+		if id < 0 || id >= vocab {
+			return fmt.Errorf("token id %d outside the vocabulary [0, %d)", id, vocab)
+		}
+	}
+	return nil
+}
