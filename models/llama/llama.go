@@ -35,7 +35,7 @@ const maskValue = -1e30
 
 // Config is the part of config.json the model uses.
 type Config struct {
-	ModelType, Architecture string
+	ModelType, Architecture                                                        string
 	VocabSize, Hidden, Intermediate, Layers, Heads, KVHeads, HeadDim, MaxPositions int
 	RMSNormEps, RopeTheta                                                          float64
 	// QKVBias: q/k/v projections have biases (Llama attention_bias, always in Qwen2); OBias: o_proj has one.
