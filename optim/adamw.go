@@ -179,8 +179,8 @@ func (o AdamW) Apply(store *model.Store, vars []*model.Variable, grads []*Node, 
 	g := grads[0].Graph()
 	stepVar := StepVar(store)
 	t := ConvertDType(stepVar.NodeValue(g), dtypes.Float64) // updates taken so far
-	lr = MulScalar(o.Schedule.factorGraph(t), o.LR)          // float64
-	k := AddScalar(t, 1)                                     // this update's number, 1-based
+	lr = MulScalar(o.Schedule.factorGraph(t), o.LR)         // float64
+	k := AddScalar(t, 1)                                    // this update's number, 1-based
 	bc1 := OneMinus(Pow(Scalar(g, dtypes.Float64, o.Beta1), k))
 	bc2 := OneMinus(Pow(Scalar(g, dtypes.Float64, o.Beta2), k))
 	gradNorm = GlobalNorm(grads)

@@ -90,10 +90,6 @@ func contractLast(x, m *Node) *Node {
 	return Dot(x, m).General([]int{x.Rank() - 1}, nil, []int{1}, nil)
 }
 
-// contractLastWithAxis0 computes x·M for M [last(x), k].
-func contractLastWithAxis0(x, m *Node) *Node {
-	return Dot(x, m).General([]int{x.Rank() - 1}, nil, []int{0}, nil)
-}
 
 // Ramp returns u = min(t/T, 1) as a scalar of dtype, t being the optimizer step counter.
 func Ramp(cfg Config, store *model.Store, g *Graph, dtype dtypes.DType) *Node {
@@ -105,7 +101,9 @@ func Ramp(cfg Config, store *model.Store, g *Graph, dtype dtypes.DType) *Node {
 	return ConvertDType(u, dtype)
 }
 
-// singLoRADelta computes s·u·((x·A[:in])·A[:out]ᵀ) without building ΔW.
+// singLoRADelta computes s·u·((x·A[:in])·A[:out]ᵀ) without building ΔW. It is evaluated exactly
+// as LoRA's s·(x·Lᵀ)·Rᵀ with L = A[:in]ᵀ [r, in] and R = A[:out] [out, r]: the same two thin
+// matmuls in the layouts the backend runs fastest (the transpose of A costs d·r, nothing).
 func singLoRADelta(inj *Injection, scope *model.Scope, spec LinearSpec, x *Node) *Node {
 	g := x.Graph()
 	a := adapterVar(scope, NameSingLoRAA, spec.Path).NodeValue(g) // [d, r]
@@ -117,7 +115,7 @@ func singLoRADelta(inj *Injection, scope *model.Scope, spec LinearSpec, x *Node)
 	if spec.Out != d {
 		aOut = Slice(a, AxisRange(0, spec.Out))
 	}
-	h := contractLastWithAxis0(adapterInput(inj, scope, x), aIn) // [..., r]
+	h := contractLast(adapterInput(inj, scope, x), Transpose(aIn, 0, 1)) // [..., r]
 	su := MulScalar(Ramp(inj.Config, scope.Store(), g, x.DType()), inj.Config.Scale())
 	h = Mul(h, su)
 	return contractLast(h, aOut) // [..., out]

@@ -481,3 +481,6 @@ func (m *Model) layer(inj *peft.Injection, s *model.Scope, i int, x, bias *Node)
 	f = peft.Linear(inj, ffn.At("conv2"), f)
 	return Add(f, y)
 }
+
+// EmbedDim is the width of Embed's output (OutputDim).
+func (m *Model) EmbedDim() int { return OutputDim }

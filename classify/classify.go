@@ -1,0 +1,212 @@
+// Package classify fine-tunes a sentence encoder with a linear classification head: the task the
+// demo and "singlora train" run on text/label data. The encoder's linear layers take adapters
+// through peft; the head is a plain trainable linear layer at scope "/head".
+package classify
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+
+	"github.com/gomlx/compute"
+	"github.com/gomlx/compute/dtypes"
+	. "github.com/gomlx/gomlx/core/graph" //nolint:revive
+	"github.com/gomlx/gomlx/core/tensors"
+	"github.com/gomlx/gomlx/ml/model"
+
+	"github.com/singlora/singlora/peft"
+	"github.com/singlora/singlora/train"
+)
+
+// Encoder is a sentence encoder whose variables live in a model.Store.
+type Encoder interface {
+	// Linears lists the adaptable linear layers.
+	Linears() []peft.LinearSpec
+	// Embed returns sentence features [batch, EmbedDim()] for padded token ids and mask.
+	Embed(inj *peft.Injection, scope *model.Scope, ids, mask *Node) *Node
+	// EmbedDim is the feature width.
+	EmbedDim() int
+	// Tokenize returns token ids per text.
+	Tokenize(texts []string) [][]int
+	// PadBatch packs rows into ids and mask tensors.
+	PadBatch(rows [][]int, multiple int) (ids, mask *tensors.Tensor)
+}
+
+// HeadScope is the scope of the classification head; list it in peft.Config.ModulesToSave.
+const HeadScope = "head"
+
+// Task is an encoder + linear head over NumClasses labels.
+type Task struct {
+	Enc        Encoder
+	Inj        *peft.Injection
+	Store      *model.Store
+	NumClasses int
+	Labels     []string // label names, index = class id
+	// FeatureScale multiplies the encoder's features before the head (USE-Lite's embeddings have
+	// unit norm, so their entries are ~1/√512; scaling them by √dim gives the head unit-scale inputs).
+	FeatureScale float64
+	// PadTo is the multiple sequence lengths are padded to (fewer distinct compiled shapes).
+	PadTo int
+}
+
+// InitHead creates the head variables (small random weights from seed, zero bias) if absent.
+func (t *Task) InitHead(seed uint64) error {
+	d := t.Enc.EmbedDim()
+	if t.Store.GetVariable("/"+HeadScope+"/weight") != nil {
+		return nil
+	}
+	rng := rand.New(rand.NewPCG(seed, 0x4ead))
+	w := make([]float32, t.NumClasses*d)
+	bound := 1 / math.Sqrt(float64(d))
+	for i := range w {
+		w[i] = float32((rng.Float64()*2 - 1) * bound)
+	}
+	if _, err := t.Store.CreateVariable("/"+HeadScope+"/weight", tensors.FromFlatDataAndDimensions(w, t.NumClasses, d)); err != nil {
+		return err
+	}
+	_, err := t.Store.CreateVariable("/"+HeadScope+"/bias", tensors.FromShape(shapesOf(t.NumClasses)))
+	return err
+}
+
+// Logits computes [batch, NumClasses] logits.
+func (t *Task) Logits(scope *model.Scope, ids, mask *Node) *Node {
+	f := t.Enc.Embed(t.Inj, scope, ids, mask)
+	if t.FeatureScale != 0 && t.FeatureScale != 1 {
+		f = MulScalar(f, t.FeatureScale)
+	}
+	return peft.Linear(nil, scope.At(HeadScope), f)
+}
+
+// CrossEntropy returns the mean cross-entropy of logits [B, C] against int labels [B].
+func CrossEntropy(logits, labels *Node) *Node {
+	logp := LogSoftmax(logits, -1)
+	onehot := OneHot(labels, logits.Shape().Dim(-1), logits.DType())
+	return Neg(ReduceAllMean(ReduceSum(Mul(logp, onehot), -1)))
+}
+
+// Loss is the train.LossFn: inputs are ids, mask, labels.
+func (t *Task) Loss(scope *model.Scope, in []*Node) *Node {
+	return CrossEntropy(t.Logits(scope, in[0], in[1]), in[2])
+}
+
+// Data is a tokenised labelled split.
+type Data struct {
+	Rows   [][]int
+	Labels []int
+	task   *Task
+}
+
+// NewData tokenises texts.
+func (t *Task) NewData(texts []string, labels []int) *Data {
+	return &Data{Rows: t.Enc.Tokenize(texts), Labels: labels, task: t}
+}
+
+// Len implements train.Dataset.
+func (d *Data) Len() int { return len(d.Rows) }
+
+// Batch implements train.Dataset.
+func (d *Data) Batch(idx []int) ([]*tensors.Tensor, error) {
+	rows := make([][]int, len(idx))
+	labels := make([]int32, len(idx))
+	for i, j := range idx {
+		if j < 0 || j >= len(d.Rows) {
+			return nil, fmt.Errorf("example %d out of range", j)
+		}
+		rows[i], labels[i] = d.Rows[j], int32(d.Labels[j])
+	}
+	ids, mask := d.task.Enc.PadBatch(rows, d.task.padTo())
+	return []*tensors.Tensor{ids, mask, tensors.FromFlatDataAndDimensions(labels, len(idx))}, nil
+}
+
+func (t *Task) padTo() int {
+	if t.PadTo > 0 {
+		return t.PadTo
+	}
+	return 16
+}
+
+// Predictor classifies with the store's current weights (built once; rebuild after training).
+type Predictor struct {
+	task *Task
+	exec *model.Exec
+	// BatchSize is the number of sentences per call (default 64).
+	BatchSize int
+}
+
+// NewPredictor compiles inference for the current weights.
+func (t *Task) NewPredictor(backend compute.Backend) (*Predictor, error) {
+	exec, err := train.NewInference(backend, t.Store, func(scope *model.Scope, ids, mask *Node) *Node {
+		return ConvertDType(LogSoftmax(t.Logits(scope, ids, mask), -1), dtypes.Float32)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Predictor{task: t, exec: exec, BatchSize: 64}, nil
+}
+
+// LogProbs returns log-probabilities [n][NumClasses] for tokenised rows.
+func (p *Predictor) LogProbs(rows [][]int) ([][]float32, error) {
+	bs := max(p.BatchSize, 1)
+	out := make([][]float32, 0, len(rows))
+	c := p.task.NumClasses
+	for start := 0; start < len(rows); start += bs {
+		chunk := rows[start:min(start+bs, len(rows))]
+		ids, mask := p.task.Enc.PadBatch(chunk, p.task.padTo())
+		res, err := p.exec.Call(ids, mask)
+		if err != nil {
+			return nil, fmt.Errorf("classifying batch at %d: %w", start, err)
+		}
+		flat := tensors.MustCopyFlatData[float32](res[0])
+		for i := range chunk {
+			out = append(out, flat[i*c:(i+1)*c])
+		}
+	}
+	return out, nil
+}
+
+// Predict returns the arg-max class per row.
+func (p *Predictor) Predict(rows [][]int) ([]int, error) {
+	lp, err := p.LogProbs(rows)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]int, len(lp))
+	for i, row := range lp {
+		best := 0
+		for j := range row {
+			if row[j] > row[best] {
+				best = j
+			}
+		}
+		out[i] = best
+	}
+	return out, nil
+}
+
+// Evaluate returns accuracy and mean cross-entropy ("accuracy", "loss") on d with the store's
+// current weights.
+func (t *Task) Evaluate(backend compute.Backend, d *Data) (map[string]float64, error) {
+	p, err := t.NewPredictor(backend)
+	if err != nil {
+		return nil, err
+	}
+	lp, err := p.LogProbs(d.Rows)
+	if err != nil {
+		return nil, err
+	}
+	correct, loss := 0, 0.0
+	for i, row := range lp {
+		best := 0
+		for j := range row {
+			if row[j] > row[best] {
+				best = j
+			}
+		}
+		if best == d.Labels[i] {
+			correct++
+		}
+		loss -= float64(row[d.Labels[i]])
+	}
+	n := float64(len(lp))
+	return map[string]float64{"accuracy": float64(correct) / n, "loss": loss / n}, nil
+}
