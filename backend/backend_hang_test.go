@@ -26,6 +26,9 @@ import (
 //	go test ./backend -run TestTrainingNeverHangs -long               # 30 runs × 20 steps
 //	SINGLORA_HANG_RUNS=100 SINGLORA_HANG_CONFIGS='go;go:parallelism=-1;go:ops_sequential' \
 //	    go test ./backend -run TestTrainingNeverHangs -v -timeout 0
+//
+// SINGLORA_HANG_SHAPE=bert4l swaps the tiny GPT for a BERT-base-sized 4-layer step (dim 768,
+// 12 heads, FFN 3072, seq 128, batch 8) to compare configs' speed on the project's workload.
 var long = flag.Bool("long", false, "run the long versions of the backend tests (many more repetitions)")
 
 func envInt(name string, def int) int {
@@ -84,6 +87,10 @@ func TestTrainingNeverHangs(t *testing.T) {
 	// A healthy step takes ~0.2 s on 2 busy cores; 60 s per step means a hang.
 	stepTimeout := time.Duration(envInt("SINGLORA_HANG_STEP_TIMEOUT_S", 60)) * time.Second
 
+	shape := tinyGPT
+	if os.Getenv("SINGLORA_HANG_SHAPE") == "bert4l" {
+		shape = bert4l
+	}
 	configs := testConfigs()
 	perStep := map[string][]time.Duration{}
 	hangs := map[string]int{}
@@ -94,7 +101,7 @@ func TestTrainingNeverHangs(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			tr, err := newTrainer(b, tinyGPT, uint64(run))
+			tr, err := newTrainer(b, shape, uint64(run))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -26,6 +26,10 @@ type gptShape struct {
 
 var tinyGPT = gptShape{Vocab: 512, Dim: 256, Heads: 4, Layers: 4, Seq: 64, Batch: 8, LR: 0.05}
 
+// bert4l is a BERT-base-sized step (4 of its 12 layers; small vocabulary so the tied head
+// does not dominate), fully trained, for speed comparisons only.
+var bert4l = gptShape{Vocab: 1024, Dim: 768, Heads: 12, Layers: 4, Seq: 128, Batch: 8, LR: 0.01}
+
 // paramShapes lists the shapes of the model's trainable parameters, in input order.
 func (s gptShape) paramShapes() [][]int {
 	D, F := s.Dim, 4*s.Dim
