@@ -7,6 +7,7 @@ toolchain go1.27.4
 require (
 	github.com/gomlx/compute v0.1.14
 	github.com/gomlx/gomlx v0.28.16
+	golang.org/x/image v0.26.0
 	golang.org/x/text v0.35.0
 )
 
