@@ -30,14 +30,14 @@ func LayerNorm(scope *model.Scope, x *Node, eps float64) *Node {
 	b := ExpandLeftToRank(Param(scope, "bias", g), x.Rank())
 	c := Sub(x, ReduceAndKeep(x, ReduceMean, -1))
 	v := ReduceAndKeep(Square(c), ReduceMean, -1)
-	return Add(Mul(Mul(c, Rsqrt(AddScalar(v, eps))), w), b)
+	return Add(Mul(Div(c, Sqrt(AddScalar(v, eps))), w), b) // Div/Sqrt: GoMLX has no gradient for Rsqrt
 }
 
 // RMSNorm is Llama's: weight·x/√(mean(x²)+eps) (not (1+weight)). Variable "weight" in scope.
 func RMSNorm(scope *model.Scope, x *Node, eps float64) *Node {
 	w := ExpandLeftToRank(Param(scope, "weight", x.Graph()), x.Rank())
 	ms := ReduceAndKeep(Square(x), ReduceMean, -1)
-	return Mul(Mul(x, Rsqrt(AddScalar(ms, eps))), w)
+	return Mul(Div(x, Sqrt(AddScalar(ms, eps))), w)
 }
 
 // GeluErf is the exact GELU, 0.5·x·(1+erf(x/√2)) (HF "gelu").
