@@ -183,7 +183,8 @@ func Sweep(points []SweepPoint, metric string) (*Chart, error) {
 // SweepPoints turns runs into sweep points: method from config.json "method" (else "peft_type",
 // else the run's name), learning rate from "lr" (else "learning_rate"), value = the metric's last
 // finite value. Runs sharing method and learning rate (seeds) become one point: the mean, with the
-// sample standard deviation as its error. Runs without a learning rate or the metric are an error.
+// sample standard deviation as its error. A run without a learning rate is an error; runs without
+// the metric are left out (an error when that leaves none).
 func SweepPoints(runs []Run, metric string) ([]SweepPoint, error) {
 	type key struct {
 		method string
@@ -198,7 +199,7 @@ func SweepPoints(runs []Run, metric string) ([]SweepPoint, error) {
 		}
 		v, ok := r.Final(metric)
 		if !ok {
-			return nil, fmt.Errorf("plot: run %s has no value of %q; it has: %s", r.Dir, metric, listOrNone(r.Metrics()))
+			continue
 		}
 		m, ok := r.ConfigString("method", "peft_type")
 		if !ok {
@@ -209,6 +210,9 @@ func SweepPoints(runs []Run, metric string) ([]SweepPoint, error) {
 			order = append(order, k)
 		}
 		groups[k] = append(groups[k], v)
+	}
+	if len(order) == 0 {
+		return nil, fmt.Errorf("plot: no run has a value of %q; available: %s", metric, listOrNone(Available(runs)))
 	}
 	out := make([]SweepPoint, 0, len(order))
 	for _, k := range order {

@@ -539,8 +539,13 @@ func TestSweepPoints(t *testing.T) {
 		math.Abs(pts[0].Err-math.Sqrt(0.005)) > 1e-12 || pts[1] != (SweepPoint{"lora", 1e-4, 0.7, 0}) {
 		t.Errorf("points %+v", pts)
 	}
-	if _, err := SweepPoints(runs, "eval.f1"); err == nil || !strings.Contains(err.Error(), "eval.accuracy") {
+	if _, err := SweepPoints(runs, "eval.f1"); err == nil || !strings.Contains(err.Error(), "available: eval.accuracy, loss") {
 		t.Errorf("missing metric: %v", err)
+	}
+	other := mkRun(t, tmp, "other", `{"method":"dora","lr":0.01}`, `{"step":1,"eval":{"f1":0.5}}`)
+	r0, _ := LoadRun(other)
+	if pts, err := SweepPoints(append(runs, r0), "eval.accuracy"); err != nil || len(pts) != 2 {
+		t.Errorf("a run lacking the metric is not left out: %v %v", pts, err)
 	}
 	nolr := mkRun(t, tmp, "nolr", `{"method":"x"}`, `{"step":1,"loss":1}`)
 	r, _ := LoadRun(nolr)
