@@ -1,0 +1,136 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/singlora/singlora/plot"
+)
+
+func init() {
+	register(&command{
+		Name:    "plot",
+		Summary: "chart training curves of run folders as SVG and PNG",
+		Usage:   "singlora plot runs/a runs/b\nsinglora plot --metric eval.accuracy --sweep --out plots runs/*",
+		Run:     func(args []string) error { return runPlot(args, os.Stdout) },
+	})
+}
+
+// metricList is a repeatable string flag.
+type metricList []string
+
+func (s *metricList) String() string { return strings.Join(*s, ",") }
+
+func (s *metricList) Set(v string) error {
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			*s = append(*s, p)
+		}
+	}
+	return nil
+}
+
+// smoothed are the metrics --smooth applies to: the noisy per-step ones.
+var smoothed = map[string]bool{"loss": true, "grad_norm": true}
+
+func runPlot(args []string, w io.Writer) error {
+	fs := flag.NewFlagSet("plot", flag.ContinueOnError)
+	var metrics metricList
+	fs.Var(&metrics, "metric", "metric to chart, repeatable or comma-separated: loss, lr, u, grad_norm, wall_seconds, eval.NAME\n(default: loss and every eval metric the runs log)")
+	out := fs.String("out", ".", "folder for METRIC.svg and METRIC.png (created if missing)")
+	smooth := fs.Float64("smooth", 0, "EMA weight in [0, 1) for the loss and grad_norm curves (0: raw; 0.9 is smooth)")
+	sweep := fs.Bool("sweep", false, "also chart each metric's final value against config.json's lr, one line per method\n(sweep-METRIC.svg/png; runs sharing method and lr are averaged with ± std bars)")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "Usage: singlora plot [--metric NAME]... [--out DIR] [--smooth S] [--sweep] RUN...")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if fs.NArg() == 0 {
+		return errors.New("give one or more run folders (each with metrics.jsonl)")
+	}
+	runs, err := plot.LoadRuns(fs.Args()...)
+	if err != nil {
+		return err
+	}
+	if len(metrics) == 0 {
+		avail := plot.Available(runs)
+		for _, m := range avail {
+			if m == "loss" || strings.HasPrefix(m, "eval.") {
+				metrics = append(metrics, m)
+			}
+		}
+		if len(metrics) == 0 {
+			return fmt.Errorf("the runs log no loss or eval metrics; available: %s (pick with --metric)", orNone(avail))
+		}
+	}
+	if err := os.MkdirAll(*out, 0o755); err != nil {
+		return err
+	}
+	for _, m := range metrics {
+		opts := plot.CurveOptions{}
+		if smoothed[m] {
+			opts.Smooth = *smooth
+		}
+		c, err := plot.Curves(runs, m, opts)
+		if err != nil {
+			return err
+		}
+		if err := writeChart(w, c, filepath.Join(*out, fileName(m))); err != nil {
+			return err
+		}
+		if !*sweep {
+			continue
+		}
+		pts, err := plot.SweepPoints(runs, m)
+		if err != nil {
+			return err
+		}
+		sc, err := plot.Sweep(pts, m)
+		if err != nil {
+			return err
+		}
+		if err := writeChart(w, sc, filepath.Join(*out, "sweep-"+fileName(m))); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func writeChart(w io.Writer, c *plot.Chart, base string) error {
+	if err := c.WriteSVG(base + ".svg"); err != nil {
+		return err
+	}
+	if err := c.WritePNG(base + ".png"); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "wrote %s.svg and %s.png\n", base, base)
+	return nil
+}
+
+// fileName turns a metric name into a file name: letters, digits, '.', '-' and '_' are kept.
+func fileName(metric string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '.', r == '-', r == '_':
+			return r
+		}
+		return '_'
+	}, strings.Trim(metric, "."))
+}
+
+func orNone(s []string) string {
+	if len(s) == 0 {
+		return "(none)"
+	}
+	return strings.Join(s, ", ")
+}
