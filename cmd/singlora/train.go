@@ -1,0 +1,199 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/singlora/singlora/backend"
+	"github.com/singlora/singlora/finetune"
+)
+
+func init() {
+	register(&command{
+		Name:    "train",
+		Summary: "fine-tune on a data file (JSONL/CSV) with singlora, lora, loraplus, dora, full or frozen",
+		Usage: `singlora train --data train.jsonl --method singlora --lr 1e-3 --run runs/s1
+singlora train --config run.yaml --lr 5e-4
+singlora train --resume runs/s1`,
+		Run: runTrain,
+	})
+}
+
+type stringsFlag []string
+
+func (s *stringsFlag) String() string     { return strings.Join(*s, ",") }
+func (s *stringsFlag) Set(v string) error { *s = append(*s, strings.Split(v, ",")...); return nil }
+
+func runTrain(args []string) error {
+	fs := flag.NewFlagSet("train", flag.ContinueOnError)
+	d := finetune.Default()
+	var (
+		configPath = fs.String("config", "", "config file (JSON, or YAML by .yaml/.yml); flags given explicitly win")
+		resume     = fs.String("resume", "", "resume the run in this folder (its config.json is used; other flags are ignored)")
+		run        = fs.String("run", "", "run folder (default runs/<method>-<time>)")
+		quiet      = fs.Bool("quiet", false, "log lines instead of a progress bar")
+		targets    stringsFlag
+	)
+	var c finetune.Config
+	fs.StringVar(&c.Name, "name", "", "run name (for plots and tables)")
+	fs.StringVar(&c.Model, "model", d.Model, `model: "use" (Universal Sentence Encoder Lite, fetched by singlora fetch)`)
+	fs.StringVar(&c.Task, "task", d.Task, "task: classify (text/label)")
+	fs.StringVar(&c.Train, "data", "", "training data: .jsonl, .csv, .tsv or a JSON array")
+	fs.StringVar(&c.Val, "val", "", "validation data (default: --val-fraction of --data, stratified)")
+	fs.StringVar(&c.Test, "test", "", "test data (optional)")
+	fs.Float64Var(&c.ValFraction, "val-fraction", d.ValFraction, "fraction of --data held out for validation when --val is not given")
+	fs.StringVar(&c.TextColumn, "text-column", "", "text column (default text)")
+	fs.StringVar(&c.LabelColumn, "label-column", "", "label column (default label)")
+	fs.StringVar(&c.Method, "method", d.Method, "singlora, lora, loraplus, dora, full or frozen")
+	fs.IntVar(&c.Rank, "rank", d.Rank, "adapter rank r")
+	fs.Float64Var(&c.Alpha, "alpha", d.Alpha, "adapter α (scale α/r)")
+	fs.BoolVar(&c.RSLoRA, "rslora", false, "scale by α/√r")
+	fs.Var(&targets, "targets", `target modules: "all-linear", names, dotted suffixes or re:REGEX (comma-separated or repeated)`)
+	fs.StringVar(&c.Init, "init", "", "init: theory (SingLoRA default) or kaiming-dr (public implementations' scale)")
+	fs.Float64Var(&c.Dropout, "dropout", 0, "adapter input dropout")
+	fs.Float64Var(&c.LoRAPlusRatio, "loraplus-ratio", 0, "LoRA+ λ (default 16)")
+	fs.StringVar(&c.Ramp, "ramp", d.Ramp, "SingLoRA ramp T: steps (200) or a fraction of the total (1%)")
+	fs.Float64Var(&c.LR, "lr", d.LR, "learning rate")
+	fs.Float64Var(&c.HeadLR, "head-lr", d.HeadLR, "learning rate of the classification head")
+	fs.Float64Var(&c.WeightDecay, "weight-decay", d.WeightDecay, "AdamW weight decay")
+	fs.StringVar(&c.Warmup, "warmup", d.Warmup, "warm-up: steps or a fraction (10%)")
+	fs.StringVar(&c.Schedule, "schedule", d.Schedule, "learning-rate decay: linear, cosine or constant")
+	fs.Float64Var(&c.ClipNorm, "clip", d.ClipNorm, "clip the global gradient norm (0: off)")
+	fs.IntVar(&c.Batch, "batch", d.Batch, "batch size")
+	fs.IntVar(&c.Accum, "accum", d.Accum, "gradient accumulation steps")
+	fs.Float64Var(&c.Epochs, "epochs", d.Epochs, "epochs")
+	fs.Int64Var(&c.Steps, "steps", 0, "optimizer steps (overrides --epochs)")
+	fs.Uint64Var(&c.Seed, "seed", d.Seed, "seed (split, init, data order, dropout)")
+	fs.Int64Var(&c.EvalEvery, "eval-every", 0, "evaluate every N steps (default: every epoch)")
+	fs.Int64Var(&c.CheckpointEvery, "checkpoint-every", 0, "checkpoint every N steps (default: at evaluations and the end)")
+	fs.StringVar(&c.EarlyMetric, "early-metric", d.EarlyMetric, "metric that selects the best checkpoint (accuracy or loss)")
+	fs.IntVar(&c.Patience, "patience", 0, "stop after N evaluations without improvement (0: never)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	c.Targets = targets
+	var cfg finetune.Config
+	var dir string
+	if *resume != "" {
+		var err error
+		if cfg, err = finetune.LoadRunConfig(*resume); err != nil {
+			return err
+		}
+		dir = *resume
+	} else {
+		cfg = finetune.Default()
+		if *configPath != "" {
+			if err := cfg.LoadFile(*configPath); err != nil {
+				return err
+			}
+		}
+		// Flags given explicitly override the config file.
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		apply(&cfg, c, set)
+		dir = *run
+		if dir == "" {
+			dir = filepath.Join("runs", cfg.Method+"-"+time.Now().Format("20060102-150405"))
+		}
+	}
+	be, err := backend.Get()
+	if err != nil {
+		return err
+	}
+	job, err := finetune.Prepare(cfg, dir, be, nil)
+	if err != nil {
+		return err
+	}
+	job.Runner.Cfg.Quiet = *quiet
+	ctx, stop := signalContext()
+	defer stop()
+	s, err := job.Run(ctx, *resume != "")
+	if err != nil {
+		return err
+	}
+	fmt.Printf("run %s: %d steps (best at %d), validation %v", dir, s.Steps, s.BestStep, fmtMetrics(s.Val))
+	if s.Test != nil {
+		fmt.Printf(", test %v", fmtMetrics(s.Test))
+	}
+	fmt.Printf(", %.1fs\n", s.TrainSeconds)
+	return nil
+}
+
+func fmtMetrics(m map[string]float64) string {
+	var parts []string
+	for _, k := range []string{"accuracy", "loss"} {
+		if v, ok := m[k]; ok {
+			parts = append(parts, fmt.Sprintf("%s %.4f", k, v))
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
+// apply copies the explicitly set flags from f into cfg.
+func apply(cfg *finetune.Config, f finetune.Config, set map[string]bool) {
+	s := func(name string, dst *string, v string) {
+		if set[name] {
+			*dst = v
+		}
+	}
+	fl := func(name string, dst *float64, v float64) {
+		if set[name] {
+			*dst = v
+		}
+	}
+	i := func(name string, dst *int, v int) {
+		if set[name] {
+			*dst = v
+		}
+	}
+	i64 := func(name string, dst *int64, v int64) {
+		if set[name] {
+			*dst = v
+		}
+	}
+	s("name", &cfg.Name, f.Name)
+	s("model", &cfg.Model, f.Model)
+	s("task", &cfg.Task, f.Task)
+	s("data", &cfg.Train, f.Train)
+	s("val", &cfg.Val, f.Val)
+	s("test", &cfg.Test, f.Test)
+	fl("val-fraction", &cfg.ValFraction, f.ValFraction)
+	s("text-column", &cfg.TextColumn, f.TextColumn)
+	s("label-column", &cfg.LabelColumn, f.LabelColumn)
+	s("method", &cfg.Method, f.Method)
+	i("rank", &cfg.Rank, f.Rank)
+	fl("alpha", &cfg.Alpha, f.Alpha)
+	if set["rslora"] {
+		cfg.RSLoRA = f.RSLoRA
+	}
+	if set["targets"] {
+		cfg.Targets = f.Targets
+	}
+	s("init", &cfg.Init, f.Init)
+	fl("dropout", &cfg.Dropout, f.Dropout)
+	fl("loraplus-ratio", &cfg.LoRAPlusRatio, f.LoRAPlusRatio)
+	s("ramp", &cfg.Ramp, f.Ramp)
+	fl("lr", &cfg.LR, f.LR)
+	fl("head-lr", &cfg.HeadLR, f.HeadLR)
+	fl("weight-decay", &cfg.WeightDecay, f.WeightDecay)
+	s("warmup", &cfg.Warmup, f.Warmup)
+	s("schedule", &cfg.Schedule, f.Schedule)
+	fl("clip", &cfg.ClipNorm, f.ClipNorm)
+	i("batch", &cfg.Batch, f.Batch)
+	i("accum", &cfg.Accum, f.Accum)
+	fl("epochs", &cfg.Epochs, f.Epochs)
+	i64("steps", &cfg.Steps, f.Steps)
+	if set["seed"] {
+		cfg.Seed = f.Seed
+	}
+	i64("eval-every", &cfg.EvalEvery, f.EvalEvery)
+	i64("checkpoint-every", &cfg.CheckpointEvery, f.CheckpointEvery)
+	s("early-metric", &cfg.EarlyMetric, f.EarlyMetric)
+	i("patience", &cfg.Patience, f.Patience)
+}

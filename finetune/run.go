@@ -1,0 +1,287 @@
+package finetune
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/gomlx/compute"
+	"github.com/gomlx/gomlx/ml/model"
+
+	"github.com/singlora/singlora/adapterio"
+	"github.com/singlora/singlora/classify"
+	"github.com/singlora/singlora/data"
+	"github.com/singlora/singlora/models/use"
+	"github.com/singlora/singlora/optim"
+	"github.com/singlora/singlora/peft"
+	"github.com/singlora/singlora/train"
+)
+
+// Files in a run folder besides train's.
+const (
+	ConfigFile  = "config.json"
+	SummaryFile = "summary.json"
+	AdapterDir  = "adapter"  // the best checkpoint's adapter (PEFT layout), for adapter methods
+	HeadFile    = "head.json" // the label set of a classifier
+)
+
+// Summary is RUN/summary.json.
+type Summary struct {
+	Name            string             `json:"name"`
+	Method          string             `json:"method"`
+	LR              float64            `json:"lr"`
+	Seed            uint64             `json:"seed"`
+	Steps           int64              `json:"steps"`
+	BestStep        int64              `json:"best_step"`
+	TrainableParams int                `json:"trainable_params"`
+	TotalParams     int                `json:"total_params"`
+	TrainSeconds    float64            `json:"train_seconds"`
+	Val             map[string]float64 `json:"val"`
+	Test            map[string]float64 `json:"test,omitempty"`
+	Labels          []string           `json:"labels,omitempty"`
+}
+
+// Job is a resolved, loaded run: everything needed to train, evaluate and save.
+type Job struct {
+	Cfg        Config
+	Dir        string
+	Backend    compute.Backend
+	Task       *classify.Task
+	Inj        *peft.Injection
+	TotalSteps int64
+	Train      *classify.Data
+	Val, Test  *classify.Data
+	Runner     *train.Runner
+	Out        io.Writer
+}
+
+func loadSplit(path string, c *Config) ([]data.Example, error) {
+	return data.LoadClassification(path, data.Options{TextColumn: c.TextColumn, LabelColumn: c.LabelColumn})
+}
+
+// Prepare loads data and model and builds the runner (nothing is trained or written).
+func Prepare(c Config, dir string, backend compute.Backend, out io.Writer) (*Job, error) {
+	if out == nil {
+		out = os.Stderr
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	if c.Task != "classify" {
+		return nil, fmt.Errorf("task %q: singlora train supports classify with the demo encoder so far", c.Task)
+	}
+	if c.Model != "use" {
+		return nil, fmt.Errorf("model %q: singlora train supports the demo encoder (\"use\") so far", c.Model)
+	}
+	trainEx, err := loadSplit(c.Train, &c)
+	if err != nil {
+		return nil, err
+	}
+	var valEx, testEx []data.Example
+	if c.Val != "" {
+		if valEx, err = loadSplit(c.Val, &c); err != nil {
+			return nil, err
+		}
+	} else if c.ValFraction > 0 {
+		parts, err := data.StratifiedSplit(trainEx, []float64{1 - c.ValFraction, c.ValFraction}, c.Seed)
+		if err != nil {
+			return nil, err
+		}
+		trainEx, valEx = parts[0], parts[1]
+	}
+	if c.Test != "" {
+		if testEx, err = loadSplit(c.Test, &c); err != nil {
+			return nil, err
+		}
+	}
+	labels := data.LabelSet(trainEx)
+	if len(labels) < 2 {
+		return nil, fmt.Errorf("%s: classification needs at least 2 labels, found %v", c.Train, labels)
+	}
+	encode := func(ex []data.Example) ([]int, error) { return data.EncodeLabels(ex, labels) }
+	trainY, err := encode(trainEx)
+	if err != nil {
+		return nil, err
+	}
+	valY, err := encode(valEx)
+	if err != nil {
+		return nil, err
+	}
+	testY, err := encode(testEx)
+	if err != nil {
+		return nil, err
+	}
+
+	m, err := use.New("")
+	if err != nil {
+		return nil, err
+	}
+	stepsPerEpoch := int64((len(trainEx) + c.Batch*c.Accum - 1) / (c.Batch * c.Accum))
+	total := c.Steps
+	if total <= 0 {
+		total = max(1, int64(math.Ceil(c.Epochs*float64(stepsPerEpoch))))
+	}
+	pc, err := c.PeftConfig(total)
+	if err != nil {
+		return nil, err
+	}
+	pc.ModulesToSave = []string{classify.HeadScope}
+	inj, err := peft.Inject(pc, m.Linears())
+	if err != nil {
+		return nil, err
+	}
+	task := &classify.Task{Enc: m, Inj: inj, Store: m.Store, NumClasses: len(labels), Labels: labels,
+		FeatureScale: math.Sqrt(float64(m.EmbedDim())), PadTo: 16}
+	if err := task.InitHead(c.Seed); err != nil {
+		return nil, err
+	}
+	if err := inj.Attach(m.Store); err != nil {
+		return nil, err
+	}
+	if err := m.Store.SetRNGStateFromSeed(int64(c.Seed)); err != nil {
+		return nil, err
+	}
+	texts := func(ex []data.Example) []string {
+		out := make([]string, len(ex))
+		for i, e := range ex {
+			out[i] = e.Text
+		}
+		return out
+	}
+	j := &Job{Cfg: c, Dir: dir, Backend: backend, Task: task, Inj: inj, TotalSteps: total, Out: out,
+		Train: task.NewData(texts(trainEx), trainY), Val: task.NewData(texts(valEx), valY)}
+	if len(testEx) > 0 {
+		j.Test = task.NewData(texts(testEx), testY)
+	}
+	warm, err := resolveSteps(c.Warmup, total, "warmup")
+	if err != nil {
+		return nil, err
+	}
+	opt := optim.DefaultAdamW(c.LR)
+	opt.WeightDecay, opt.ClipNorm = c.WeightDecay, c.ClipNorm
+	opt.Schedule = optim.Schedule{Kind: optim.ScheduleKind(c.Schedule), WarmupSteps: warm, TotalSteps: total}
+	groups := inj.OptimizerGroups(c.WeightDecay)
+	headLR := c.HeadLR
+	if headLR <= 0 {
+		headLR = c.LR
+	}
+	opt.GroupOf = func(v *model.Variable) optim.Group {
+		g := groups(v)
+		if strings.HasPrefix(v.Path(), "/"+classify.HeadScope+"/") {
+			g.Name, g.LRMultiplier = "head", headLR/c.LR
+		}
+		return g
+	}
+	if err := opt.Validate(); err != nil {
+		return nil, err
+	}
+	evalEvery := c.EvalEvery
+	if evalEvery <= 0 {
+		evalEvery = max(1, stepsPerEpoch)
+	}
+	r := &train.Runner{
+		Cfg: train.RunConfig{Dir: dir, TotalSteps: total, BatchSize: c.Batch, AccumSteps: c.Accum, Seed: c.Seed,
+			EvalEvery: evalEvery, CheckpointEvery: c.CheckpointEvery,
+			Early: train.EarlyStopping{Metric: c.EarlyMetric, Maximize: c.EarlyMetric != "loss", Patience: c.Patience}},
+		Backend: backend, Store: m.Store, Loss: task.Loss, Opt: opt, Train: j.Train, Ramp: inj.Config.Ramp, Out: out,
+	}
+	if j.Val.Len() > 0 {
+		r.Eval = func(*model.Store) (map[string]float64, error) { return task.Evaluate(backend, j.Val) }
+	}
+	if inj.Config.Method.HasAdapter() {
+		r.SaveExtra = func(d string) error {
+			return adapterio.SaveFromStore(filepath.Join(d, AdapterDir), inj, m.Store, use.BaseModelName)
+		}
+	}
+	j.Runner = r
+	return j, nil
+}
+
+// Run trains (or resumes) the job, then evaluates the best checkpoint and writes summary.json
+// and, for adapter methods, RUN/adapter.
+func (j *Job) Run(ctx context.Context, resume bool) (*Summary, error) {
+	c := j.Cfg
+	if !resume {
+		if err := os.MkdirAll(j.Dir, 0o755); err != nil {
+			return nil, err
+		}
+		if _, err := os.Stat(filepath.Join(j.Dir, ConfigFile)); err == nil {
+			return nil, fmt.Errorf("run folder %s already holds a run (config.json): resume it with --resume %s, or choose another --run", j.Dir, j.Dir)
+		}
+		js, _ := json.MarshalIndent(c, "", "  ")
+		if err := writeAtomic(filepath.Join(j.Dir, ConfigFile), append(js, '\n')); err != nil {
+			return nil, err
+		}
+		lj, _ := json.Marshal(map[string]any{"labels": j.Task.Labels, "feature_scale": j.Task.FeatureScale, "model": c.Model})
+		if err := writeAtomic(filepath.Join(j.Dir, HeadFile), append(lj, '\n')); err != nil {
+			return nil, err
+		}
+	}
+	rep := j.Inj.Report(j.Task.Store)
+	fmt.Fprintf(j.Out, "%s: %s r=%d on %d layers, %d trainable of %d parameters, %d steps\n",
+		j.Dir, c.Method, c.Rank, len(j.Inj.Targets()), rep.Trainable, rep.Total, j.TotalSteps)
+	start := time.Now()
+	st, err := j.Runner.Run(ctx, resume)
+	if err != nil {
+		return nil, err
+	}
+	ck := filepath.Join(j.Dir, train.CheckpointDir, train.BestDir)
+	if _, err := os.Stat(ck); err != nil {
+		ck = filepath.Join(j.Dir, train.CheckpointDir, train.LastDir)
+	}
+	if _, err := train.LoadCheckpoint(ck, j.Task.Store); err != nil {
+		return nil, err
+	}
+	s := &Summary{Name: c.Name, Method: c.Method, LR: c.LR, Seed: c.Seed, Steps: st.Step, BestStep: st.BestStep,
+		TrainableParams: rep.Trainable, TotalParams: rep.Total, TrainSeconds: st.Wall, Labels: j.Task.Labels}
+	if st.Wall == 0 {
+		s.TrainSeconds = time.Since(start).Seconds()
+	}
+	if j.Val.Len() > 0 {
+		if s.Val, err = j.Task.Evaluate(j.Backend, j.Val); err != nil {
+			return nil, err
+		}
+	}
+	if j.Test != nil {
+		if s.Test, err = j.Task.Evaluate(j.Backend, j.Test); err != nil {
+			return nil, err
+		}
+	}
+	if j.Inj.Config.Method.HasAdapter() {
+		if err := adapterio.SaveFromStore(filepath.Join(j.Dir, AdapterDir), j.Inj, j.Task.Store, use.BaseModelName); err != nil {
+			return nil, err
+		}
+	}
+	js, _ := json.MarshalIndent(s, "", "  ")
+	if err := writeAtomic(filepath.Join(j.Dir, SummaryFile), append(js, '\n')); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// LoadRunConfig reads RUN/config.json (for --resume).
+func LoadRunConfig(dir string) (Config, error) {
+	var c Config
+	b, err := os.ReadFile(filepath.Join(dir, ConfigFile))
+	if err != nil {
+		return c, fmt.Errorf("resume %s: %w", dir, err)
+	}
+	if err := json.Unmarshal(b, &c); err != nil {
+		return c, fmt.Errorf("resume %s: config.json: %w", dir, err)
+	}
+	return c, nil
+}
+
+func writeAtomic(path string, b []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
