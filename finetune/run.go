@@ -27,7 +27,7 @@ import (
 const (
 	ConfigFile  = "config.json"
 	SummaryFile = "summary.json"
-	AdapterDir  = "adapter"  // the best checkpoint's adapter (PEFT layout), for adapter methods
+	AdapterDir  = "adapter"   // the best checkpoint's adapter (PEFT layout), for adapter methods
 	HeadFile    = "head.json" // the label set of a classifier
 )
 
