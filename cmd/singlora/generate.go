@@ -1,0 +1,138 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/gomlx/gomlx/ml/model"
+
+	"github.com/singlora/singlora/adapterio"
+	"github.com/singlora/singlora/backend"
+	"github.com/singlora/singlora/models/gpt2"
+	"github.com/singlora/singlora/models/hf"
+	"github.com/singlora/singlora/models/hf/hftok"
+	"github.com/singlora/singlora/models/llama"
+	"github.com/singlora/singlora/peft"
+)
+
+func init() {
+	register(&command{
+		Name:    "generate",
+		Summary: "generate text with a Llama-family or GPT-2 checkpoint folder, optionally with an adapter",
+		Usage: `singlora generate --model ./tiny-llama --prompt "Once upon a time" --max-new-tokens 32
+singlora generate --model ./tiny-llama --adapter ./adapter --prompt "Q: 2+2?" --temperature 0.8 --top-k 40 --seed 1`,
+		Run: runGenerate,
+	})
+}
+
+// generator is what llama.Generator and gpt2.Generator share.
+type generator interface {
+	Generate(prompt []int, maxNew int, opts hf.SampleOptions, stop int) ([]int, error)
+}
+
+func runGenerate(args []string) error {
+	fs := flag.NewFlagSet("generate", flag.ContinueOnError)
+	dir := fs.String("model", "", "Hugging Face model folder (config.json, model.safetensors or sharded + index, tokenizer.json)")
+	adapter := fs.String("adapter", "", "adapter folder (adapter_config.json + adapter_model.safetensors) to apply")
+	prompt := fs.String("prompt", "", "prompt text (needs tokenizer.json in the model folder)")
+	promptIDs := fs.String("prompt-ids", "", "prompt as comma-separated token ids, instead of --prompt")
+	maxNew := fs.Int("max-new-tokens", 32, "maximum number of tokens to generate")
+	temp := fs.Float64("temperature", 0, "sampling temperature; 0 = greedy")
+	topK := fs.Int("top-k", 0, "sample among the k most likely tokens (0 = all)")
+	seed := fs.Uint64("seed", 0, "sampling seed")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *dir == "" {
+		return fmt.Errorf("--model is required")
+	}
+	if (*prompt == "") == (*promptIDs == "") {
+		return fmt.Errorf("give exactly one of --prompt and --prompt-ids")
+	}
+	if *maxNew < 1 {
+		return fmt.Errorf("--max-new-tokens must be ≥ 1")
+	}
+	rc, err := hf.ReadConfig(*dir)
+	if err != nil {
+		return err
+	}
+	modelType, _ := rc.String("model_type", "")
+
+	var tok *hftok.Tokenizer
+	var ids []int
+	if *promptIDs != "" {
+		for _, f := range strings.Split(*promptIDs, ",") {
+			id, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil {
+				return fmt.Errorf("--prompt-ids: %w", err)
+			}
+			ids = append(ids, id)
+		}
+	} else {
+		if tok, err = hftok.Load(*dir); err != nil {
+			return err
+		}
+		ids = tok.EncodeWithSpecial(*prompt)
+	}
+	if len(ids) == 0 {
+		return fmt.Errorf("the prompt has no tokens")
+	}
+
+	be, err := backend.Get()
+	if err != nil {
+		return err
+	}
+	store := model.NewStore()
+	var specs []peft.LinearSpec
+	var build func(inj *peft.Injection) (generator, error)
+	var eos int
+	maxLen := len(ids) + *maxNew
+	switch modelType {
+	case "llama", "mistral", "qwen2":
+		c, err := llama.Load(*dir, store)
+		if err != nil {
+			return err
+		}
+		specs, eos = llama.Linears(c), c.EOS
+		build = func(inj *peft.Injection) (generator, error) { return llama.NewGenerator(be, store, c, inj, maxLen) }
+	case "gpt2":
+		c, err := gpt2.Load(*dir, store)
+		if err != nil {
+			return err
+		}
+		specs, eos = gpt2.Linears(c), c.EOS
+		build = func(inj *peft.Injection) (generator, error) { return gpt2.NewGenerator(be, store, c, inj, maxLen) }
+	default:
+		return fmt.Errorf("%s: model_type %q is not a causal LM this command supports (llama, mistral, qwen2, gpt2)", *dir, modelType)
+	}
+	var inj *peft.Injection
+	if *adapter != "" {
+		if inj, err = adapterio.LoadIntoStore(*adapter, store, specs); err != nil {
+			return err
+		}
+	}
+	gen, err := build(inj)
+	if err != nil {
+		return err
+	}
+	out, err := gen.Generate(ids, *maxNew, hf.SampleOptions{Temperature: *temp, TopK: *topK, Seed: *seed}, eos)
+	if err != nil {
+		return err
+	}
+	if tok == nil {
+		strs := make([]string, len(out))
+		for i, id := range out {
+			strs[i] = strconv.Itoa(id)
+		}
+		fmt.Println(strings.Join(strs, ","))
+		return nil
+	}
+	if len(out) > 0 && out[len(out)-1] == eos {
+		out = out[:len(out)-1]
+	}
+	fmt.Fprint(os.Stdout, tok.Decode(out), "\n")
+	return nil
+}

@@ -1,0 +1,99 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/gomlx/gomlx/ml/model"
+
+	"github.com/singlora/singlora/backend"
+	"github.com/singlora/singlora/models/hf"
+	"github.com/singlora/singlora/models/hf/hftest"
+	"github.com/singlora/singlora/models/llama"
+)
+
+// tinyLlamaDir writes a random 1-layer Llama checkpoint (tied embeddings) and returns its folder.
+func tinyLlamaDir(t *testing.T) string {
+	const d, inter, v, heads, kvh = 16, 24, 20, 2, 1
+	hd := d / heads
+	ck := hftest.New(9)
+	ck.Rand("model.embed_tokens.weight", 0, 1, v, d)
+	for _, l := range []struct {
+		n       string
+		in, out int
+	}{{"self_attn.q_proj", d, heads * hd}, {"self_attn.k_proj", d, kvh * hd}, {"self_attn.v_proj", d, kvh * hd},
+		{"self_attn.o_proj", heads * hd, d}, {"mlp.gate_proj", d, inter}, {"mlp.up_proj", d, inter}, {"mlp.down_proj", inter, d}} {
+		ck.Rand("model.layers.0."+l.n+".weight", 0, 0.3, l.out, l.in)
+	}
+	ck.Rand("model.layers.0.input_layernorm.weight", 1, 0.1, d)
+	ck.Rand("model.layers.0.post_attention_layernorm.weight", 1, 0.1, d)
+	ck.Rand("model.norm.weight", 1, 0.1, d)
+	cfg := map[string]any{"model_type": "llama", "architectures": []string{"LlamaForCausalLM"}, "vocab_size": v,
+		"hidden_size": d, "intermediate_size": inter, "num_hidden_layers": 1, "num_attention_heads": heads,
+		"num_key_value_heads": kvh, "tie_word_embeddings": true, "eos_token_id": 19, "hidden_act": "silu"}
+	dir := t.TempDir()
+	if err := ck.Write(dir, cfg, "BF16", 1); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func captureStdout(t *testing.T, f func() error) (string, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := os.Stdout
+	os.Stdout = w
+	err = f()
+	os.Stdout = old
+	w.Close()
+	b, _ := io.ReadAll(r)
+	return strings.TrimSpace(string(b)), err
+}
+
+func TestGenerateCommand(t *testing.T) {
+	dir := tinyLlamaDir(t)
+	out, err := captureStdout(t, func() error {
+		return runGenerate([]string{"--model", dir, "--prompt-ids", "1,4,7", "--max-new-tokens", "6"})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same through the library.
+	store := model.NewStore()
+	c, err := llama.Load(dir, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	be, _ := backend.Get()
+	gen, err := llama.NewGenerator(be, store, c, nil, 9)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := gen.Generate([]int{1, 4, 7}, 6, hf.SampleOptions{}, c.EOS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := strings.Trim(strings.ReplaceAll(fmt.Sprint(want), " ", ","), "[]")
+	if out != w {
+		t.Fatalf("generate printed %q, want %q", out, w)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--model", dir, "--prompt", "hi"}, "no tokenizer.json"},
+		{[]string{"--model", dir, "--prompt-ids", "1,99"}, "outside the vocabulary"},
+		{[]string{"--model", dir, "--prompt-ids", "1", "--adapter", t.TempDir()}, "adapter"},
+		{[]string{"--prompt-ids", "1"}, "--model is required"},
+	} {
+		_, err := captureStdout(t, func() error { return runGenerate(tc.args) })
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: error %v, want %q", tc.args, err, tc.want)
+		}
+	}
+}
