@@ -91,6 +91,7 @@ func (t *Task) Loss(scope *model.Scope, in []*Node) *Node {
 
 // Data is a tokenised labelled split.
 type Data struct {
+	Texts  []string
 	Rows   [][]int
 	Labels []int
 	task   *Task
@@ -98,7 +99,7 @@ type Data struct {
 
 // NewData tokenises texts.
 func (t *Task) NewData(texts []string, labels []int) *Data {
-	return &Data{Rows: t.Enc.Tokenize(texts), Labels: labels, task: t}
+	return &Data{Texts: texts, Rows: t.Enc.Tokenize(texts), Labels: labels, task: t}
 }
 
 // Len implements train.Dataset.
@@ -172,13 +173,7 @@ func (p *Predictor) Predict(rows [][]int) ([]int, error) {
 	}
 	out := make([]int, len(lp))
 	for i, row := range lp {
-		best := 0
-		for j := range row {
-			if row[j] > row[best] {
-				best = j
-			}
-		}
-		out[i] = best
+		out[i] = Best(row)
 	}
 	return out, nil
 }
@@ -196,17 +191,22 @@ func (t *Task) Evaluate(backend compute.Backend, d *Data) (map[string]float64, e
 	}
 	correct, loss := 0, 0.0
 	for i, row := range lp {
-		best := 0
-		for j := range row {
-			if row[j] > row[best] {
-				best = j
-			}
-		}
-		if best == d.Labels[i] {
+		if Best(row) == d.Labels[i] {
 			correct++
 		}
 		loss -= float64(row[d.Labels[i]])
 	}
 	n := float64(len(lp))
 	return map[string]float64{"accuracy": float64(correct) / n, "loss": loss / n}, nil
+}
+
+// Best returns the index of the largest value.
+func Best(row []float32) int {
+	best := 0
+	for j := range row {
+		if row[j] > row[best] {
+			best = j
+		}
+	}
+	return best
 }

@@ -247,6 +247,9 @@ func (j *Job) Run(ctx context.Context, resume bool) (*Summary, error) {
 		if s.Val, err = j.Task.Evaluate(j.Backend, j.Val); err != nil {
 			return nil, err
 		}
+		if err := j.writePredictions(); err != nil {
+			return nil, err
+		}
 	}
 	if j.Test != nil {
 		if s.Test, err = j.Task.Evaluate(j.Backend, j.Test); err != nil {
@@ -284,4 +287,31 @@ func writeAtomic(path string, b []byte) error {
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+// PredictionsFile holds the validation predictions made at the end of training (best weights).
+const PredictionsFile = "val_predictions.jsonl"
+
+// Prediction is one line of PredictionsFile.
+type Prediction struct {
+	Text  string `json:"text"`
+	Label string `json:"label"`
+	Pred  string `json:"prediction"`
+}
+
+func (j *Job) writePredictions() error {
+	p, err := j.Task.NewPredictor(j.Backend)
+	if err != nil {
+		return err
+	}
+	preds, err := p.Predict(j.Val.Rows)
+	if err != nil {
+		return err
+	}
+	var b []byte
+	for i, k := range preds {
+		js, _ := json.Marshal(Prediction{Text: j.Val.Texts[i], Label: j.Task.Labels[j.Val.Labels[i]], Pred: j.Task.Labels[k]})
+		b = append(append(b, js...), '\n')
+	}
+	return writeAtomic(filepath.Join(j.Dir, PredictionsFile), b)
 }

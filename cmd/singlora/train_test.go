@@ -159,3 +159,55 @@ func TestTrainBadInput(t *testing.T) {
 		}
 	}
 }
+
+// TestClassifyMatchesEndOfTraining: "singlora classify" on a finished run (reloading the encoder,
+// the saved adapter and head) predicts exactly what the run predicted at the end of training.
+func TestClassifyMatchesEndOfTraining(t *testing.T) {
+	if !use.Available() {
+		t.Skip("USE-Lite weights not fetched: run singlora fetch")
+	}
+	for _, method := range []string{"singlora", "frozen"} {
+		tmp := t.TempDir()
+		dataPath := filepath.Join(tmp, "train.jsonl")
+		writeSentiment(t, dataPath, 60)
+		run := filepath.Join(tmp, "run")
+		if out, err := cli("train", "--data", dataPath, "--method", method, "--steps", "6", "--batch", "8", "--val-fraction", "0.3", "--quiet", "--run", run).CombinedOutput(); err != nil {
+			t.Fatalf("%s: train: %v\n%s", method, err, out)
+		}
+		b, err := os.ReadFile(filepath.Join(run, "val_predictions.jsonl"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want []map[string]string
+		var texts []string
+		for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			var p map[string]string
+			if err := json.Unmarshal([]byte(l), &p); err != nil {
+				t.Fatal(err)
+			}
+			want = append(want, p)
+			texts = append(texts, p["text"])
+		}
+		out, err := cli(append([]string{"classify", "--run", run}, texts...)...).Output()
+		if err != nil {
+			t.Fatalf("%s: classify: %v", method, err)
+		}
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		if len(lines) != len(want) {
+			t.Fatalf("%s: %d predictions, want %d", method, len(lines), len(want))
+		}
+		for i, l := range lines {
+			var got map[string]any
+			if err := json.Unmarshal([]byte(l), &got); err != nil {
+				t.Fatal(err)
+			}
+			if got["prediction"] != want[i]["prediction"] {
+				t.Fatalf("%s: text %q: classify says %v, end of training said %v", method, texts[i], got["prediction"], want[i]["prediction"])
+			}
+		}
+		emb, err := cli("embed", "--run", run, texts[0]).Output()
+		if err != nil || !strings.Contains(string(emb), `"embedding":[`) {
+			t.Fatalf("%s: embed: %v %s", method, err, emb)
+		}
+	}
+}
