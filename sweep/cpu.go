@@ -1,0 +1,5 @@
+package sweep
+
+import "runtime"
+
+func numCPU() int { return runtime.NumCPU() }

@@ -1,0 +1,125 @@
+package sweep
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/singlora/singlora/data"
+	"github.com/singlora/singlora/demo"
+	"github.com/singlora/singlora/finetune"
+)
+
+// DemoData writes the demo's seeded 70/10/20 stratified split of the 3,000 sentiment sentences as
+// train/val/test JSONL files in dir (idempotent) and returns a base config that uses them.
+func DemoData(cache, dir string, seed uint64) (finetune.Config, error) {
+	c := finetune.Default()
+	paths := map[string]string{}
+	for _, s := range []string{"train", "val", "test"} {
+		paths[s] = filepath.Join(dir, s+".jsonl")
+	}
+	c.Train, c.Val, c.Test = paths["train"], paths["val"], paths["test"]
+	if _, err := os.Stat(paths["test"]); err == nil {
+		return c, nil
+	}
+	ex, err := demo.Sentences(cache)
+	if err != nil {
+		return c, err
+	}
+	parts, err := data.StratifiedSplit(ex, []float64{0.7, 0.1, 0.2}, seed)
+	if err != nil {
+		return c, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return c, err
+	}
+	for i, s := range []string{"train", "val", "test"} {
+		var sb strings.Builder
+		for _, e := range parts[i] {
+			js, _ := json.Marshal(map[string]string{"text": e.Text, "label": e.Label})
+			sb.Write(js)
+			sb.WriteByte('\n')
+		}
+		if err := os.WriteFile(paths[s], []byte(sb.String()), 0o644); err != nil {
+			return c, err
+		}
+	}
+	return c, nil
+}
+
+// DefaultLR is each method's default learning rate on the demo task.
+var DefaultLR = map[string]float64{"singlora": 1e-3, "lora": 5e-4, "loraplus": 5e-4, "dora": 5e-4, "full": 5e-5, "frozen": 1e-2}
+
+// Experiment is a named sweep of EXPERIMENTS.md.
+type Experiment struct {
+	Name        string
+	Description string
+	Cells       func(base finetune.Config, seeds []uint64) []Cell
+}
+
+func withLR(m string) func(*finetune.Config) {
+	return func(c *finetune.Config) { c.Method, c.LR = m, DefaultLR[m] }
+}
+
+// Experiments are the paper's claims put to the test on the demo task.
+var Experiments = map[string]Experiment{
+	"lr-robustness": {
+		Name:        "lr-robustness",
+		Description: "SingLoRA, LoRA, LoRA+ and DoRA over learning rates 1e-4 … 3e-3 (30×)",
+		Cells: func(base finetune.Config, seeds []uint64) []Cell {
+			return Grid(base, MethodVariants([]string{"singlora", "lora", "loraplus", "dora"}),
+				[]float64{1e-4, 3e-4, 1e-3, 3e-3}, seeds)
+		},
+	},
+	"equal-budget": {
+		Name:        "equal-budget",
+		Description: "SingLoRA at rank 2r vs LoRA at rank r (the same adapter parameters on square layers)",
+		Cells: func(base finetune.Config, seeds []uint64) []Cell {
+			return Grid(base, []Variant{
+				{Name: "lora-r8", Apply: func(c *finetune.Config) { withLR("lora")(c); c.Rank, c.Alpha = 8, 8 }},
+				{Name: "singlora-r8", Apply: func(c *finetune.Config) { withLR("singlora")(c); c.Rank, c.Alpha = 8, 8 }},
+				// On USE-Lite's non-square layers rank 12 is the SingLoRA rank closest to LoRA r=8's total.
+				{Name: "singlora-r12", Apply: func(c *finetune.Config) { withLR("singlora")(c); c.Rank, c.Alpha = 12, 12 }},
+				{Name: "singlora-r16", Apply: func(c *finetune.Config) { withLR("singlora")(c); c.Rank, c.Alpha = 16, 16 }},
+			}, nil, seeds)
+		},
+	},
+	"init-ramp": {
+		Name:        "init-ramp",
+		Description: "SingLoRA initialisation (theory scale vs Kaiming on (d×r)) and ramp T ∈ {0, 0.5%, 1%, 8%}",
+		Cells: func(base finetune.Config, seeds []uint64) []Cell {
+			var vs []Variant
+			for _, init := range []string{"theory", "kaiming-dr"} {
+				init := init
+				vs = append(vs, Variant{Name: "init-" + init, Apply: func(c *finetune.Config) { withLR("singlora")(c); c.Init = init }})
+			}
+			for _, t := range []string{"0", "0.5%", "1%", "8%"} {
+				t := t
+				vs = append(vs, Variant{Name: "ramp-" + strings.TrimSuffix(t, "%") + "pct", Apply: func(c *finetune.Config) { withLR("singlora")(c); c.Ramp = t }})
+			}
+			return Grid(base, vs, nil, seeds)
+		},
+	},
+}
+
+// ExperimentNames lists the experiments.
+func ExperimentNames() []string {
+	var out []string
+	for k := range Experiments {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Lookup returns the named experiment.
+func Lookup(name string) (Experiment, error) {
+	e, ok := Experiments[name]
+	if !ok {
+		return e, fmt.Errorf("unknown experiment %q (known: %s)", name, strings.Join(ExperimentNames(), ", "))
+	}
+	return e, nil
+}

@@ -1,0 +1,389 @@
+// Package sweep runs grids of fine-tuning runs (methods × learning rates × seeds, or named
+// variants) as "singlora train" subprocesses, resumably, and summarises them: mean ± std of the
+// final metrics per cell, the spread across learning rates per method, and a plot.
+package sweep
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/singlora/singlora/finetune"
+	"github.com/singlora/singlora/plot"
+)
+
+// Cell is one run of a sweep.
+type Cell struct {
+	Name    string          // folder name under the sweep folder
+	Variant string          // the row it belongs to (method, or an experiment's variant name)
+	Cfg     finetune.Config // full config of the run
+}
+
+// Grid expands base over variants × learning rates × seeds. A variant is a name and a function
+// that modifies the config (e.g. sets the method); lrs may be nil (keep each variant's lr).
+type Variant struct {
+	Name  string
+	Apply func(*finetune.Config)
+}
+
+// Grid returns the cells in a stable order.
+func Grid(base finetune.Config, variants []Variant, lrs []float64, seeds []uint64) []Cell {
+	var cells []Cell
+	for _, v := range variants {
+		lrList := lrs
+		if len(lrList) == 0 {
+			lrList = []float64{0}
+		}
+		for _, lr := range lrList {
+			for _, s := range seeds {
+				c := base
+				c.Targets = append([]string(nil), base.Targets...)
+				if v.Apply != nil {
+					v.Apply(&c)
+				}
+				if lr > 0 {
+					c.LR = lr
+				}
+				c.Seed = s
+				name := fmt.Sprintf("%s-lr%s-s%d", v.Name, strconv.FormatFloat(c.LR, 'g', -1, 64), s)
+				c.Name = fmt.Sprintf("%s lr=%g seed=%d", v.Name, c.LR, s)
+				cells = append(cells, Cell{Name: name, Variant: v.Name, Cfg: c})
+			}
+		}
+	}
+	return cells
+}
+
+// MethodVariants returns one variant per method name (the method's config left as base has it).
+func MethodVariants(methods []string) []Variant {
+	var out []Variant
+	for _, m := range methods {
+		m := m
+		out = append(out, Variant{Name: m, Apply: func(c *finetune.Config) { c.Method = m }})
+	}
+	return out
+}
+
+// Options controls how cells run.
+type Options struct {
+	Dir      string // sweep folder
+	Parallel int    // runs at once (each a subprocess)
+	Threads  int    // GOMAXPROCS per run (0: cores/parallel)
+	Binary   string // the singlora binary (default: this executable)
+	Out      io.Writer
+}
+
+// Status of a cell's run folder.
+func status(dir string) string {
+	if _, err := os.Stat(filepath.Join(dir, finetune.SummaryFile)); err == nil {
+		return "done"
+	}
+	if _, err := os.Stat(filepath.Join(dir, "checkpoints", "last")); err == nil {
+		return "partial"
+	}
+	if _, err := os.Stat(dir); err == nil {
+		return "stale"
+	}
+	return "new"
+}
+
+// Run runs every cell not yet done (resuming partial ones), Parallel at a time, and returns the
+// first error after all runs have ended. ctx cancellation interrupts the running subprocesses
+// (they checkpoint and can be resumed by running the sweep again).
+func Run(ctx context.Context, cells []Cell, o Options) error {
+	if o.Out == nil {
+		o.Out = os.Stderr
+	}
+	if o.Parallel < 1 {
+		o.Parallel = 1
+	}
+	if o.Binary == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		o.Binary = exe
+	}
+	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
+		return err
+	}
+	threads := o.Threads
+	if threads <= 0 {
+		threads = max(1, numCPU()/o.Parallel)
+	}
+	var todo []Cell
+	for _, c := range cells {
+		if status(filepath.Join(o.Dir, c.Name)) != "done" {
+			todo = append(todo, c)
+		}
+	}
+	fmt.Fprintf(o.Out, "sweep %s: %d runs, %d done, %d to run (%d at a time, %d threads each)\n",
+		o.Dir, len(cells), len(cells)-len(todo), len(todo), o.Parallel, threads)
+	var (
+		mu       sync.Mutex
+		firstErr error
+		done     int
+		wg       sync.WaitGroup
+	)
+	start := time.Now()
+	sem := make(chan struct{}, o.Parallel)
+	for _, c := range todo {
+		if ctx.Err() != nil {
+			break
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func(c Cell) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			err := runCell(ctx, c, o, threads)
+			mu.Lock()
+			defer mu.Unlock()
+			done++
+			el := time.Since(start)
+			eta := time.Duration(float64(el) / float64(done) * float64(len(todo)-done))
+			if err != nil {
+				fmt.Fprintf(o.Out, "[%d/%d] %s: FAILED: %v\n", done, len(todo), c.Name, err)
+				if firstErr == nil {
+					firstErr = fmt.Errorf("%s: %w", c.Name, err)
+				}
+				return
+			}
+			fmt.Fprintf(o.Out, "[%d/%d] %s done (elapsed %s, ETA %s)\n", done, len(todo), c.Name, el.Round(time.Second), eta.Round(time.Second))
+		}(c)
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		return fmt.Errorf("sweep interrupted: run it again to resume")
+	}
+	return firstErr
+}
+
+func runCell(ctx context.Context, c Cell, o Options, threads int) error {
+	dir := filepath.Join(o.Dir, c.Name)
+	var args []string
+	switch status(dir) {
+	case "partial":
+		args = []string{"train", "--resume", dir, "--quiet"}
+	case "stale": // started but never checkpointed: start over
+		if err := os.RemoveAll(dir); err != nil {
+			return err
+		}
+		fallthrough
+	default:
+		cfgPath := filepath.Join(o.Dir, c.Name+".config.json")
+		js, _ := json.MarshalIndent(c.Cfg, "", "  ")
+		if err := os.WriteFile(cfgPath, js, 0o644); err != nil {
+			return err
+		}
+		args = []string{"train", "--config", cfgPath, "--run", dir, "--quiet"}
+	}
+	cmd := exec.Command(o.Binary, args...)
+	cmd.Env = append(os.Environ(), fmt.Sprintf("GOMAXPROCS=%d", threads))
+	logf, err := os.Create(filepath.Join(o.Dir, c.Name+".log"))
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	waitDone := make(chan error, 1)
+	go func() { waitDone <- cmd.Wait() }()
+	select {
+	case err := <-waitDone:
+		if err != nil {
+			return fmt.Errorf("%w (log: %s)", err, logf.Name())
+		}
+		return nil
+	case <-ctx.Done():
+		_ = cmd.Process.Signal(os.Interrupt)
+		<-waitDone
+		return ctx.Err()
+	}
+}
+
+// Result is one finished cell's summary.
+type Result struct {
+	Cell    Cell
+	Summary finetune.Summary
+}
+
+// Collect reads the summaries of the finished cells.
+func Collect(dir string, cells []Cell) ([]Result, error) {
+	var out []Result
+	for _, c := range cells {
+		b, err := os.ReadFile(filepath.Join(dir, c.Name, finetune.SummaryFile))
+		if os.IsNotExist(err) {
+			continue
+		} else if err != nil {
+			return nil, err
+		}
+		var s finetune.Summary
+		if err := json.Unmarshal(b, &s); err != nil {
+			return nil, fmt.Errorf("%s: %w", c.Name, err)
+		}
+		out = append(out, Result{Cell: c, Summary: s})
+	}
+	return out, nil
+}
+
+// Row is one (variant, lr) cell of the summary, over seeds.
+type Row struct {
+	Variant  string  `json:"variant"`
+	LR       float64 `json:"lr"`
+	N        int     `json:"n"`
+	TestMean float64 `json:"test_accuracy_mean"`
+	TestStd  float64 `json:"test_accuracy_std"`
+	ValMean  float64 `json:"val_accuracy_mean"`
+	ValStd   float64 `json:"val_accuracy_std"`
+	Params   int     `json:"trainable_params"`
+	Seconds  float64 `json:"train_seconds_mean"`
+}
+
+// Spread is a variant's range of mean test accuracy across learning rates.
+type Spread struct {
+	Variant string  `json:"variant"`
+	Min     float64 `json:"min"`
+	Max     float64 `json:"max"`
+	Spread  float64 `json:"spread"`
+	BestLR  float64 `json:"best_lr"`
+}
+
+// Summary is sweep.json.
+type Summary struct {
+	Rows    []Row    `json:"rows"`
+	Spreads []Spread `json:"spreads"`
+}
+
+func meanStd(xs []float64) (float64, float64) {
+	if len(xs) == 0 {
+		return math.NaN(), math.NaN()
+	}
+	var m float64
+	for _, x := range xs {
+		m += x
+	}
+	m /= float64(len(xs))
+	if len(xs) < 2 {
+		return m, 0
+	}
+	var v float64
+	for _, x := range xs {
+		v += (x - m) * (x - m)
+	}
+	return m, math.Sqrt(v / float64(len(xs)-1))
+}
+
+// Summarize groups results by (variant, lr).
+func Summarize(results []Result) Summary {
+	type key struct {
+		v  string
+		lr float64
+	}
+	groups := map[key][]Result{}
+	var order []key
+	for _, r := range results {
+		k := key{r.Cell.Variant, r.Cell.Cfg.LR}
+		if _, ok := groups[k]; !ok {
+			order = append(order, k)
+		}
+		groups[k] = append(groups[k], r)
+	}
+	var s Summary
+	best := map[string]*Spread{}
+	var variants []string
+	for _, k := range order {
+		rs := groups[k]
+		var test, val, secs []float64
+		for _, r := range rs {
+			test = append(test, r.Summary.Test["accuracy"])
+			val = append(val, r.Summary.Val["accuracy"])
+			secs = append(secs, r.Summary.TrainSeconds)
+		}
+		row := Row{Variant: k.v, LR: k.lr, N: len(rs), Params: rs[0].Summary.TrainableParams}
+		row.TestMean, row.TestStd = meanStd(test)
+		row.ValMean, row.ValStd = meanStd(val)
+		row.Seconds, _ = meanStd(secs)
+		s.Rows = append(s.Rows, row)
+		sp, ok := best[k.v]
+		if !ok {
+			sp = &Spread{Variant: k.v, Min: row.TestMean, Max: row.TestMean, BestLR: k.lr}
+			best[k.v] = sp
+			variants = append(variants, k.v)
+		}
+		if row.TestMean < sp.Min {
+			sp.Min = row.TestMean
+		}
+		if row.TestMean > sp.Max {
+			sp.Max, sp.BestLR = row.TestMean, k.lr
+		}
+	}
+	for _, v := range variants {
+		sp := best[v]
+		sp.Spread = sp.Max - sp.Min
+		s.Spreads = append(s.Spreads, *sp)
+	}
+	sort.SliceStable(s.Rows, func(i, j int) bool {
+		if s.Rows[i].Variant != s.Rows[j].Variant {
+			return false
+		}
+		return s.Rows[i].LR < s.Rows[j].LR
+	})
+	return s
+}
+
+// Markdown renders the summary as Markdown tables.
+func (s Summary) Markdown() string {
+	var sb strings.Builder
+	sb.WriteString("| variant | lr | runs | trainable params | test accuracy | validation accuracy | train s |\n|---|---|---|---|---|---|---|\n")
+	for _, r := range s.Rows {
+		fmt.Fprintf(&sb, "| %s | %g | %d | %d | %.4f ± %.4f | %.4f ± %.4f | %.0f |\n", r.Variant, r.LR, r.N, r.Params, r.TestMean, r.TestStd, r.ValMean, r.ValStd, r.Seconds)
+	}
+	if len(s.Spreads) > 0 {
+		sb.WriteString("\n| variant | min mean test acc | max mean test acc | spread | best lr |\n|---|---|---|---|---|\n")
+		for _, sp := range s.Spreads {
+			fmt.Fprintf(&sb, "| %s | %.4f | %.4f | %.4f | %g |\n", sp.Variant, sp.Min, sp.Max, sp.Spread, sp.BestLR)
+		}
+	}
+	return sb.String()
+}
+
+// Write writes sweep.json, sweep.md and, when there are several learning rates, the sweep plot.
+func (s Summary) Write(dir string) error {
+	js, _ := json.MarshalIndent(s, "", "  ")
+	if err := os.WriteFile(filepath.Join(dir, "sweep.json"), append(js, '\n'), 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "sweep.md"), []byte(s.Markdown()), 0o644); err != nil {
+		return err
+	}
+	lrs := map[float64]bool{}
+	var pts []plot.SweepPoint
+	for _, r := range s.Rows {
+		lrs[r.LR] = true
+		pts = append(pts, plot.SweepPoint{Method: r.Variant, LR: r.LR, Value: r.TestMean, Err: r.TestStd})
+	}
+	if len(lrs) < 2 {
+		return nil
+	}
+	ch, err := plot.Sweep(pts, "test accuracy")
+	if err != nil {
+		return err
+	}
+	if err := ch.WriteSVG(filepath.Join(dir, "sweep-test-accuracy.svg")); err != nil {
+		return err
+	}
+	return ch.WritePNG(filepath.Join(dir, "sweep-test-accuracy.png"))
+}
