@@ -57,8 +57,9 @@ type Options struct {
 	Quiet     bool
 	Out       io.Writer
 	Backend   compute.Backend
-	// MaxTrain limits the training examples (0: all) — for quick checks.
-	MaxTrain int
+	// MaxTrain and MaxEval limit the training and the validation/test examples (0: all) — for
+	// quick checks.
+	MaxTrain, MaxEval int
 }
 
 // Result is one method's outcome, as written to results.json.
@@ -135,6 +136,9 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 	trainEx, valEx, testEx := splits[0], splits[1], splits[2]
 	if o.MaxTrain > 0 && len(trainEx) > o.MaxTrain {
 		trainEx = trainEx[:o.MaxTrain]
+	}
+	if o.MaxEval > 0 {
+		valEx, testEx = valEx[:min(len(valEx), o.MaxEval)], testEx[:min(len(testEx), o.MaxEval)]
 	}
 	labels := data.LabelSet(examples)
 	res := &Results{
