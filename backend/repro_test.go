@@ -19,7 +19,7 @@ import (
 // check that this does not change results (each output element is still computed by one
 // fixed sequence of floating-point operations).
 
-const reproSteps = 6
+const reproSteps = 4
 
 var reproShape = func() gptShape { s := tinyGPT; s.Dropout = 0.1; return s }()
 
@@ -97,7 +97,7 @@ func TestSeededRunsBitIdentical(t *testing.T) {
 }
 
 // TestSeededRunsBitIdenticalAcrossProcesses reruns the same seeded training in child processes
-// (fresh runtime, fresh buffer pools, different scheduling) with GOMAXPROCS 1, 2 and 4 (which
+// (fresh runtime, fresh buffer pools, different scheduling) with GOMAXPROCS 1 and 4 (which
 // changes how the backend splits matmuls and element-wise ops into parallel chunks) and
 // compares.
 func TestSeededRunsBitIdenticalAcrossProcesses(t *testing.T) {
@@ -108,7 +108,7 @@ func TestSeededRunsBitIdenticalAcrossProcesses(t *testing.T) {
 		t.Skip("child")
 	}
 	want := fingerprint(t, Config(), 7, reproSteps)
-	for i, procs := range []int{2, 1, 4} {
+	for i, procs := range []int{1, 4} {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestReproChild$", "-test.count=1")
 		cmd.Env = append(os.Environ(), "SINGLORA_REPRO_CHILD=1", fmt.Sprintf("GOMAXPROCS=%d", procs))
 		out, err := cmd.CombinedOutput()
