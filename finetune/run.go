@@ -17,6 +17,7 @@ import (
 	"github.com/singlora/singlora/adapterio"
 	"github.com/singlora/singlora/classify"
 	"github.com/singlora/singlora/data"
+	"github.com/singlora/singlora/models/hf"
 	"github.com/singlora/singlora/models/use"
 	"github.com/singlora/singlora/optim"
 	"github.com/singlora/singlora/peft"
@@ -207,17 +208,10 @@ func Prepare(c Config, dir string, backend compute.Backend, out io.Writer) (*Job
 // and, for adapter methods, RUN/adapter.
 func (j *Job) Run(ctx context.Context, resume bool) (*Summary, error) {
 	c := j.Cfg
+	if err := writeRunConfig(j.Dir, c, resume); err != nil {
+		return nil, err
+	}
 	if !resume {
-		if err := os.MkdirAll(j.Dir, 0o755); err != nil {
-			return nil, err
-		}
-		if _, err := os.Stat(filepath.Join(j.Dir, ConfigFile)); err == nil {
-			return nil, fmt.Errorf("run folder %s already holds a run (config.json): resume it with --resume %s, or choose another --run", j.Dir, j.Dir)
-		}
-		js, _ := json.MarshalIndent(c, "", "  ")
-		if err := writeAtomic(filepath.Join(j.Dir, ConfigFile), append(js, '\n')); err != nil {
-			return nil, err
-		}
 		lj, _ := json.Marshal(map[string]any{"labels": j.Task.Labels, "feature_scale": j.Task.FeatureScale, "model": c.Model})
 		if err := writeAtomic(filepath.Join(j.Dir, HeadFile), append(lj, '\n')); err != nil {
 			return nil, err
@@ -231,11 +225,7 @@ func (j *Job) Run(ctx context.Context, resume bool) (*Summary, error) {
 	if err != nil {
 		return nil, err
 	}
-	ck := filepath.Join(j.Dir, train.CheckpointDir, train.BestDir)
-	if _, err := os.Stat(ck); err != nil {
-		ck = filepath.Join(j.Dir, train.CheckpointDir, train.LastDir)
-	}
-	if _, err := train.LoadCheckpoint(ck, j.Task.Store); err != nil {
+	if err := loadBest(j.Dir, j.Task.Store); err != nil {
 		return nil, err
 	}
 	s := &Summary{Name: c.Name, Method: c.Method, LR: c.LR, Seed: c.Seed, Steps: st.Step, BestStep: st.BestStep,
@@ -314,4 +304,29 @@ func (j *Job) writePredictions() error {
 		b = append(append(b, js...), '\n')
 	}
 	return writeAtomic(filepath.Join(j.Dir, PredictionsFile), b)
+}
+
+// SetQuiet switches the progress bar to log lines.
+func (j *Job) SetQuiet(q bool) { j.Runner.Cfg.Quiet = q }
+
+// Runnable is a prepared training job.
+type Runnable interface {
+	Run(ctx context.Context, resume bool) (*Summary, error)
+	SetQuiet(bool)
+}
+
+// New prepares the job c describes: classification with the demo encoder, or causal-LM
+// fine-tuning of a Hugging Face folder (chosen by --task, or by the folder's model_type).
+func New(c Config, dir string, backend compute.Backend, out io.Writer) (Runnable, error) {
+	if c.Model != "use" && c.Task == "classify" {
+		if rc, err := hf.ReadConfig(c.Model); err == nil {
+			if mt, _ := rc.String("model_type", ""); mt == "llama" || mt == "mistral" || mt == "qwen2" || mt == "gpt2" {
+				c.Task = "causal-lm"
+			}
+		}
+	}
+	if c.Task == "causal-lm" {
+		return PrepareCausal(c, dir, backend, out)
+	}
+	return Prepare(c, dir, backend, out)
 }

@@ -39,8 +39,11 @@ func runTrain(args []string) error {
 	)
 	var c finetune.Config
 	fs.StringVar(&c.Name, "name", "", "run name (for plots and tables)")
-	fs.StringVar(&c.Model, "model", d.Model, `model: "use" (Universal Sentence Encoder Lite, fetched by singlora fetch)`)
-	fs.StringVar(&c.Task, "task", d.Task, "task: classify (text/label)")
+	fs.StringVar(&c.Model, "model", d.Model, `model: "use" (Universal Sentence Encoder Lite, fetched by singlora fetch), or a Hugging Face folder of a causal LM (Llama, Mistral, Qwen2, GPT-2)`)
+	fs.StringVar(&c.Task, "task", d.Task, "task: classify (text/label) or causal-lm (prompt/completion; the default for causal-LM folders)")
+	fs.StringVar(&c.PromptColumn, "prompt-column", "", "prompt column (default prompt)")
+	fs.StringVar(&c.CompletionColumn, "completion-column", "", "completion column (default completion)")
+	fs.IntVar(&c.MaxLength, "max-length", 0, "causal LM: tokens per example at most (default 256)")
 	fs.StringVar(&c.Train, "data", "", "training data: .jsonl, .csv, .tsv or a JSON array")
 	fs.StringVar(&c.Val, "val", "", "validation data (default: --val-fraction of --data, stratified)")
 	fs.StringVar(&c.Test, "test", "", "test data (optional)")
@@ -106,18 +109,18 @@ func runTrain(args []string) error {
 	if err != nil {
 		return err
 	}
-	job, err := finetune.Prepare(cfg, dir, be, nil)
+	job, err := finetune.New(cfg, dir, be, nil)
 	if err != nil {
 		return err
 	}
-	job.Runner.Cfg.Quiet = *quiet
+	job.SetQuiet(*quiet)
 	ctx, stop := signalContext()
 	defer stop()
 	s, err := job.Run(ctx, *resume != "")
 	if err != nil {
 		return err
 	}
-	fmt.Printf("run %s: %d steps (best at %d), validation %v", dir, s.Steps, s.BestStep, fmtMetrics(s.Val))
+	fmt.Printf("run %s: %d steps (best at %d), validation %s", dir, s.Steps, s.BestStep, fmtMetrics(s.Val))
 	if s.Test != nil {
 		fmt.Printf(", test %v", fmtMetrics(s.Test))
 	}
@@ -127,7 +130,7 @@ func runTrain(args []string) error {
 
 func fmtMetrics(m map[string]float64) string {
 	var parts []string
-	for _, k := range []string{"accuracy", "loss"} {
+	for _, k := range []string{"accuracy", "loss", "perplexity"} {
 		if v, ok := m[k]; ok {
 			parts = append(parts, fmt.Sprintf("%s %.4f", k, v))
 		}
@@ -166,6 +169,9 @@ func apply(cfg *finetune.Config, f finetune.Config, set map[string]bool) {
 	fl("val-fraction", &cfg.ValFraction, f.ValFraction)
 	s("text-column", &cfg.TextColumn, f.TextColumn)
 	s("label-column", &cfg.LabelColumn, f.LabelColumn)
+	s("prompt-column", &cfg.PromptColumn, f.PromptColumn)
+	s("completion-column", &cfg.CompletionColumn, f.CompletionColumn)
+	i("max-length", &cfg.MaxLength, f.MaxLength)
 	s("method", &cfg.Method, f.Method)
 	i("rank", &cfg.Rank, f.Rank)
 	fl("alpha", &cfg.Alpha, f.Alpha)

@@ -1,0 +1,319 @@
+package finetune
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+
+	"github.com/gomlx/compute"
+	"github.com/gomlx/compute/dtypes"
+	. "github.com/gomlx/gomlx/core/graph" //nolint:revive
+	"github.com/gomlx/gomlx/core/tensors"
+	"github.com/gomlx/gomlx/ml/model"
+
+	"github.com/singlora/singlora/adapterio"
+	"github.com/singlora/singlora/data"
+	"github.com/singlora/singlora/models/gpt2"
+	"github.com/singlora/singlora/models/hf"
+	"github.com/singlora/singlora/models/hf/hftok"
+	"github.com/singlora/singlora/models/llama"
+	"github.com/singlora/singlora/optim"
+	"github.com/singlora/singlora/peft"
+	"github.com/singlora/singlora/train"
+)
+
+// causalModel is a causal LM loaded from a Hugging Face folder.
+type causalModel struct {
+	kind    string // "llama" or "gpt2"
+	linears []peft.LinearSpec
+	loss    func(inj *peft.Injection) train.LossFn
+}
+
+func loadCausal(dir string, store *model.Store) (*causalModel, error) {
+	rc, err := hf.ReadConfig(dir)
+	if err != nil {
+		return nil, err
+	}
+	mt, _ := rc.String("model_type", "")
+	switch mt {
+	case "llama", "mistral", "qwen2":
+		c, err := llama.Load(dir, store)
+		if err != nil {
+			return nil, err
+		}
+		return &causalModel{kind: "llama", linears: llama.Linears(c), loss: func(inj *peft.Injection) train.LossFn { return llama.LossFn(c, inj) }}, nil
+	case "gpt2":
+		c, err := gpt2.Load(dir, store)
+		if err != nil {
+			return nil, err
+		}
+		return &causalModel{kind: "gpt2", linears: gpt2.Linears(c), loss: func(inj *peft.Injection) train.LossFn { return gpt2.LossFn(c, inj) }}, nil
+	}
+	return nil, fmt.Errorf("%s: model_type %q is not a causal LM singlora trains (llama, mistral, qwen2, gpt2)", dir, mt)
+}
+
+// causalData is tokenised prompt/completion pairs.
+type causalData struct {
+	prompts, completions [][]int
+	pad, padTo, maxLen   int
+}
+
+func (d *causalData) Len() int { return len(d.prompts) }
+
+func (d *causalData) length(idx []int) int {
+	longest := 1
+	for _, i := range idx {
+		longest = max(longest, len(d.prompts[i])+len(d.completions[i]))
+	}
+	l := (longest + d.padTo - 1) / d.padTo * d.padTo
+	return min(l, d.maxLen)
+}
+
+func (d *causalData) Batch(idx []int) ([]*tensors.Tensor, error) {
+	ps := make([][]int, len(idx))
+	cs := make([][]int, len(idx))
+	for i, j := range idx {
+		ps[i], cs[i] = d.prompts[j], d.completions[j]
+	}
+	ids, tg, mask, err := hf.CausalBatch(ps, cs, d.length(idx), d.pad)
+	if err != nil {
+		return nil, err
+	}
+	return []*tensors.Tensor{ids, tg, mask}, nil
+}
+
+// tokenizePairs tokenises examples: prompt (with BOS when the tokenizer has one) and completion
+// (with EOS), and checks every pair fits maxLen.
+func tokenizePairs(tok *hftok.Tokenizer, ex []data.Example, maxLen int) (*causalData, error) {
+	d := &causalData{pad: max(tok.Pad, 0), padTo: 16, maxLen: maxLen}
+	if tok.Pad < 0 && tok.EOS >= 0 {
+		d.pad = tok.EOS
+	}
+	for _, e := range ex {
+		p := tok.Encode(e.Prompt)
+		if tok.BOS >= 0 {
+			p = append([]int{tok.BOS}, p...)
+		}
+		c := tok.Encode(e.Completion)
+		if tok.EOS >= 0 {
+			c = append(c, tok.EOS)
+		}
+		if len(p) == 0 {
+			return nil, fmt.Errorf("%s:%d: the prompt has no tokens (a causal LM needs at least one)", e.File, e.Line)
+		}
+		if len(p)+len(c) > maxLen {
+			return nil, fmt.Errorf("%s:%d: %d tokens, more than --max-length %d", e.File, e.Line, len(p)+len(c), maxLen)
+		}
+		d.prompts, d.completions = append(d.prompts, p), append(d.completions, c)
+	}
+	return d, nil
+}
+
+// CausalJob fine-tunes a causal LM on prompt/completion pairs (loss on the completion only).
+type CausalJob struct {
+	Cfg     Config
+	Dir     string
+	Backend compute.Backend
+	Store   *model.Store
+	Inj     *peft.Injection
+	Runner  *train.Runner
+	val     *causalData
+	loss    train.LossFn
+	out     io.Writer
+	total   int64
+}
+
+// PrepareCausal loads a causal LM from c.Model (a Hugging Face folder) and the completion data.
+func PrepareCausal(c Config, dir string, backend compute.Backend, out io.Writer) (*CausalJob, error) {
+	if out == nil {
+		out = os.Stderr
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	opts := data.Options{PromptColumn: c.PromptColumn, CompletionColumn: c.CompletionColumn}
+	trainEx, err := data.LoadCompletion(c.Train, opts)
+	if err != nil {
+		return nil, err
+	}
+	var valEx []data.Example
+	if c.Val != "" {
+		if valEx, err = data.LoadCompletion(c.Val, opts); err != nil {
+			return nil, err
+		}
+	} else if c.ValFraction > 0 && len(trainEx) >= 10 {
+		parts, err := data.StratifiedSplit(trainEx, []float64{1 - c.ValFraction, c.ValFraction}, c.Seed)
+		if err != nil {
+			return nil, err
+		}
+		trainEx, valEx = parts[0], parts[1]
+	}
+	tok, err := hftok.Load(c.Model)
+	if err != nil {
+		return nil, err
+	}
+	store := model.NewStore()
+	cm, err := loadCausal(c.Model, store)
+	if err != nil {
+		return nil, err
+	}
+	maxLen := c.MaxLength
+	if maxLen <= 0 {
+		maxLen = 256
+	}
+	td, err := tokenizePairs(tok, trainEx, maxLen)
+	if err != nil {
+		return nil, err
+	}
+	vd, err := tokenizePairs(tok, valEx, maxLen)
+	if err != nil {
+		return nil, err
+	}
+	stepsPerEpoch := int64((len(trainEx) + c.Batch*c.Accum - 1) / (c.Batch * c.Accum))
+	total := c.Steps
+	if total <= 0 {
+		total = max(1, int64(math.Ceil(c.Epochs*float64(stepsPerEpoch))))
+	}
+	pc, err := c.PeftConfig(total)
+	if err != nil {
+		return nil, err
+	}
+	inj, err := peft.Inject(pc, cm.linears)
+	if err != nil {
+		return nil, err
+	}
+	if err := inj.Attach(store); err != nil {
+		return nil, err
+	}
+	if err := store.SetRNGStateFromSeed(int64(c.Seed)); err != nil {
+		return nil, err
+	}
+	warm, err := resolveSteps(c.Warmup, total, "warmup")
+	if err != nil {
+		return nil, err
+	}
+	opt := optim.DefaultAdamW(c.LR)
+	opt.WeightDecay, opt.ClipNorm = c.WeightDecay, c.ClipNorm
+	opt.Schedule = optim.Schedule{Kind: optim.ScheduleKind(c.Schedule), WarmupSteps: warm, TotalSteps: total}
+	opt.GroupOf = inj.OptimizerGroups(c.WeightDecay)
+	j := &CausalJob{Cfg: c, Dir: dir, Backend: backend, Store: store, Inj: inj, val: vd, loss: cm.loss(inj), out: out, total: total}
+	evalEvery := c.EvalEvery
+	if evalEvery <= 0 {
+		evalEvery = max(1, stepsPerEpoch)
+	}
+	early := c.EarlyMetric
+	if early == "" || early == "accuracy" {
+		early = "loss"
+	}
+	j.Runner = &train.Runner{
+		Cfg: train.RunConfig{Dir: dir, TotalSteps: total, BatchSize: c.Batch, AccumSteps: c.Accum, Seed: c.Seed,
+			EvalEvery: evalEvery, CheckpointEvery: c.CheckpointEvery,
+			Early: train.EarlyStopping{Metric: early, Maximize: false, Patience: c.Patience}},
+		Backend: backend, Store: store, Loss: j.loss, Opt: opt, Train: td, Ramp: inj.Config.Ramp, Out: out,
+	}
+	if vd.Len() > 0 {
+		j.Runner.Eval = func(*model.Store) (map[string]float64, error) { return j.Evaluate() }
+	}
+	if inj.Config.Method.HasAdapter() {
+		j.Runner.SaveExtra = func(d string) error {
+			return adapterio.SaveFromStore(filepath.Join(d, AdapterDir), inj, store, c.Model)
+		}
+	}
+	return j, nil
+}
+
+// Evaluate returns the validation completion loss (token-weighted mean) and perplexity.
+func (j *CausalJob) Evaluate() (map[string]float64, error) {
+	exec, err := train.NewInference(j.Backend, j.Store, func(scope *model.Scope, xs []*Node) []*Node {
+		l := j.loss(scope, xs)
+		return []*Node{ConvertDType(l, dtypes.Float64), ConvertDType(ReduceAllSum(xs[2]), dtypes.Float64)}
+	})
+	if err != nil {
+		return nil, err
+	}
+	const bs = 16
+	var sum, n float64
+	for start := 0; start < j.val.Len(); start += bs {
+		idx := make([]int, 0, bs)
+		for i := start; i < min(start+bs, j.val.Len()); i++ {
+			idx = append(idx, i)
+		}
+		in, err := j.val.Batch(idx)
+		if err != nil {
+			return nil, err
+		}
+		outs, err := exec.Call(in[0], in[1], in[2])
+		if err != nil {
+			return nil, err
+		}
+		tokens := tensors.ToScalar[float64](outs[1])
+		sum += tensors.ToScalar[float64](outs[0]) * tokens
+		n += tokens
+	}
+	if n == 0 {
+		return nil, fmt.Errorf("validation set has no completion tokens")
+	}
+	return map[string]float64{"loss": sum / n, "perplexity": math.Exp(sum / n)}, nil
+}
+
+// Run trains (or resumes), then evaluates the best checkpoint and writes summary.json and the
+// adapter.
+func (j *CausalJob) Run(ctx context.Context, resume bool) (*Summary, error) {
+	if err := writeRunConfig(j.Dir, j.Cfg, resume); err != nil {
+		return nil, err
+	}
+	rep := j.Inj.Report(j.Store)
+	fmt.Fprintf(j.out, "%s: %s r=%d on %d layers, %d trainable of %d parameters, %d steps\n",
+		j.Dir, j.Cfg.Method, j.Cfg.Rank, len(j.Inj.Targets()), rep.Trainable, rep.Total, j.total)
+	st, err := j.Runner.Run(ctx, resume)
+	if err != nil {
+		return nil, err
+	}
+	if err := loadBest(j.Dir, j.Store); err != nil {
+		return nil, err
+	}
+	s := &Summary{Name: j.Cfg.Name, Method: j.Cfg.Method, LR: j.Cfg.LR, Seed: j.Cfg.Seed, Steps: st.Step, BestStep: st.BestStep,
+		TrainableParams: rep.Trainable, TotalParams: rep.Total, TrainSeconds: st.Wall}
+	if j.val.Len() > 0 {
+		if s.Val, err = j.Evaluate(); err != nil {
+			return nil, err
+		}
+	}
+	if j.Inj.Config.Method.HasAdapter() {
+		if err := adapterio.SaveFromStore(filepath.Join(j.Dir, AdapterDir), j.Inj, j.Store, j.Cfg.Model); err != nil {
+			return nil, err
+		}
+	}
+	js, _ := json.MarshalIndent(s, "", "  ")
+	return s, writeAtomic(filepath.Join(j.Dir, SummaryFile), append(js, '\n'))
+}
+
+// SetQuiet switches the progress bar to log lines.
+func (j *CausalJob) SetQuiet(q bool) { j.Runner.Cfg.Quiet = q }
+
+func loadBest(dir string, store *model.Store) error {
+	ck := filepath.Join(dir, train.CheckpointDir, train.BestDir)
+	if _, err := os.Stat(ck); err != nil {
+		ck = filepath.Join(dir, train.CheckpointDir, train.LastDir)
+	}
+	_, err := train.LoadCheckpoint(ck, store)
+	return err
+}
+
+func writeRunConfig(dir string, c Config, resume bool) error {
+	if resume {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if _, err := os.Stat(filepath.Join(dir, ConfigFile)); err == nil {
+		return fmt.Errorf("run folder %s already holds a run (config.json): resume it with --resume %s, or choose another --run", dir, dir)
+	}
+	js, _ := json.MarshalIndent(c, "", "  ")
+	return writeAtomic(filepath.Join(dir, ConfigFile), append(js, '\n'))
+}
