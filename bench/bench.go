@@ -18,6 +18,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/singlora/singlora/backend"
@@ -32,8 +33,11 @@ type Result struct {
 	MsMedian float64 `json:"ms_per_step_median"`
 	MsMin    float64 `json:"ms_per_step_min"`
 	MsMax    float64 `json:"ms_per_step_max"`
-	Steps    int     `json:"steps"`
-	Warmup   int     `json:"warmup"`
+	// CPUMsPerStep is the process's CPU time (user+system, all threads) per timed step: less
+	// sensitive than wall time to other processes on a shared machine, though not immune.
+	CPUMsPerStep float64 `json:"cpu_ms_per_step"`
+	Steps        int     `json:"steps"`
+	Warmup       int     `json:"warmup"`
 	// GFLOPs is the achieved rate of the workload's nominal matmul work (GFLOPPerStep / median).
 	GFLOPs       float64 `json:"gflops"`
 	GFLOPPerStep float64 `json:"gflop_per_step"`
@@ -161,6 +165,7 @@ func Run(w Workload, steps, warmup int, cpuProfile string) (Result, error) {
 		defer pprof.StopCPUProfile()
 	}
 	ms := make([]float64, steps)
+	cpu0 := cpuSeconds()
 	for i := range ms {
 		t0 := time.Now()
 		if err := step(); err != nil {
@@ -170,12 +175,22 @@ func Run(w Workload, steps, warmup int, cpuProfile string) (Result, error) {
 	}
 	r := Result{Workload: w.Name, Method: w.Method, Impl: "go", Steps: steps, Warmup: warmup, GFLOPPerStep: w.GFLOP,
 		SetupSec: setup, Shape: w.Shape, Machine: ThisMachine()}
+	r.CPUMsPerStep = (cpuSeconds() - cpu0) * 1e3 / float64(steps)
 	r.MsMedian, r.MsMin, r.MsMax = Median(ms), slicesMin(ms), slicesMax(ms)
 	if r.MsMedian > 0 {
 		r.GFLOPs = w.GFLOP / (r.MsMedian / 1e3)
 	}
 	r.PeakRSSMB = PeakRSSMB()
 	return r, nil
+}
+
+// cpuSeconds is the process's user+system CPU time so far.
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
 }
 
 // Median returns the median of xs (0 for none).

@@ -323,10 +323,13 @@ def main():
         step()
     setup = time.perf_counter() - t0
     ms = []
+    ru0 = resource.getrusage(resource.RUSAGE_SELF)
     for _ in range(a.steps):
         t = time.perf_counter()
         step()
         ms.append((time.perf_counter() - t) * 1e3)
+    ru1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu_ms = (ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime) * 1e3 / a.steps
     med = statistics.median(ms)
     blas = blas_library()
     if "openblas" not in blas.lower() and "mkl" not in blas.lower():
@@ -346,7 +349,7 @@ def main():
     print(json.dumps({
         "workload": a.workload, "method": "singlora" if method == "naive" else method, "impl": "torch",
         "ms_per_step_median": med, "ms_per_step_min": min(ms), "ms_per_step_max": max(ms),
-        "steps": a.steps, "warmup": a.warmup, "gflops": gflop / (med / 1e3), "gflop_per_step": gflop,
+        "cpu_ms_per_step": cpu_ms, "steps": a.steps, "warmup": a.warmup, "gflops": gflop / (med / 1e3), "gflop_per_step": gflop,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "setup_s": setup, "shape": shape,
         "cpu": cpu, "cores": os.cpu_count(), "runtime": f"torch {torch.__version__} python {platform.python_version()}",
         "backend": f"set_num_threads({a.threads}) OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')} "
