@@ -45,21 +45,44 @@ func Linear(inj *Injection, scope *model.Scope, x *Node) *Node {
 			}
 		}
 	}
+	frozen := !wVar.Trainable && scope.IsTraining(g)
 	if !adapted {
-		return nn.Dense(x, w, b, layout)
+		return dense(x, w, b, layout, frozen)
 	}
 	cfg := inj.Config
 	switch cfg.Method {
 	case SingLoRA:
-		base := nn.Dense(x, w, b, layout)
+		base := dense(x, w, b, layout, frozen)
 		return Add(base, singLoRADelta(inj, scope, spec, x))
 	case LoRA, LoRAPlus:
-		base := nn.Dense(x, w, b, layout)
+		base := dense(x, w, b, layout, frozen)
 		return Add(base, loraDelta(inj, scope, spec, x))
 	case DoRA:
-		return doraForward(inj, scope, spec, x, w, b, layout)
+		return doraForward(inj, scope, spec, x, w, b, layout, frozen)
 	}
-	return nn.Dense(x, w, b, layout)
+	return dense(x, w, b, layout, frozen)
+}
+
+// dense computes x·Wᵀ + b (x·W + b for layout InOut). A frozen weight in a training graph is
+// contracted with a plain DotGeneral instead of nn.Dense: the pure-Go backend's fused dense
+// backward (FusedDenseVJP) always computes the weight gradient (a transpose of the output
+// gradient and a full-size matmul) even when nothing uses it, while the plain Dot's gradient
+// only builds what is asked for (the input gradient; the backend drops the rest). On the
+// bert-base-4l SingLoRA step that is about a third of the step time (see PERFORMANCE.md).
+// Inference graphs and trainable weights keep the fused op.
+func dense(x, w, b *Node, layout compute.DenseLayout, frozen bool) *Node {
+	if !frozen {
+		return nn.Dense(x, w, b, layout)
+	}
+	wAxis := 1 // w [out, in]
+	if layout == compute.DenseLayoutInputOutputs {
+		wAxis = 0 // w [in, out]
+	}
+	y := Dot(x, w).General([]int{x.Rank() - 1}, nil, []int{wAxis}, nil)
+	if b != nil {
+		y = Add(y, ExpandLeftToRank(b, y.Rank()))
+	}
+	return y
 }
 
 func (inj *Injection) modulesOrNil() []LinearSpec {
@@ -89,7 +112,6 @@ func adapterInput(inj *Injection, scope *model.Scope, x *Node) *Node {
 func contractLast(x, m *Node) *Node {
 	return Dot(x, m).General([]int{x.Rank() - 1}, nil, []int{1}, nil)
 }
-
 
 // Ramp returns u = min(t/T, 1) as a scalar of dtype, t being the optimizer step counter.
 func Ramp(cfg Config, store *model.Store, g *Graph, dtype dtypes.DType) *Node {
@@ -151,7 +173,7 @@ func doraWeightNorm(w, a, b *Node, s float64, layout compute.DenseLayout) *Node 
 	return StopGradient(Sqrt(sq))
 }
 
-func doraForward(inj *Injection, scope *model.Scope, spec LinearSpec, x, w, bias *Node, layout compute.DenseLayout) *Node {
+func doraForward(inj *Injection, scope *model.Scope, spec LinearSpec, x, w, bias *Node, layout compute.DenseLayout, frozen bool) *Node {
 	g := x.Graph()
 	a := adapterVar(scope, NameLoRAA, spec.Path).NodeValue(g)
 	b := adapterVar(scope, NameLoRAB, spec.Path).NodeValue(g)
@@ -159,7 +181,7 @@ func doraForward(inj *Injection, scope *model.Scope, spec LinearSpec, x, w, bias
 	s := inj.Config.Scale()
 	norm := doraWeightNorm(w, a, b, s, layout)
 	scale := Div(m, norm) // [out]
-	base := nn.Dense(x, w, nil, layout)
+	base := dense(x, w, nil, layout, frozen)
 	h := MulScalar(contractLast(adapterInput(inj, scope, x), a), s)
 	y := Mul(Add(base, contractLast(h, b)), ExpandLeftToRank(scale, base.Rank()))
 	if bias != nil {
