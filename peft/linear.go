@@ -113,6 +113,42 @@ func contractLast(x, m *Node) *Node {
 	return Dot(x, m).General([]int{x.Rank() - 1}, nil, []int{1}, nil)
 }
 
+// adapterMatmul computes x·Mᵀ for a thin adapter factor M [k, m] (x [..., m]), like contractLast,
+// but with M's gradient built in the layout the pure-Go backend runs without big transposes.
+//
+// GoMLX's DotGeneral gradient for M is a DotGeneral contracting the leading (batch×sequence)
+// axis of the output gradient dy [N, k] with x [N, m]; the backend only runs contractions over
+// the lhs's last axis, so it transposes both operands first, one of them N×out or N×in (a full
+// activation, single-threaded) for every adapted layer. Here dM = dyᵀ·x is computed as
+// Transpose(dy)·x when k is the small (rank) side, or as Transpose(Transpose(x)·dy) when m is,
+// so that only N×r and r×out tensors are transposed. The gradient w.r.t. x is GoMLX's own.
+//
+// It works with public GoMLX API: an identity with a custom gradient on y records dy (reverse
+// mode visits y before M, whose only consumer is the Dot producing y), and an identity with a
+// custom gradient on M returns dM from it; the default dM the Dot's gradient builds is then unused
+// and the backend drops it.
+func adapterMatmul(x, m *Node) *Node {
+	var dy *Node
+	k, mm := m.Shape().Dim(0), m.Shape().Dim(1)
+	mc := IdentityWithCustomGradient(m, func(_, v *Node) *Node {
+		if dy == nil { // not reached through y (cannot happen in reverse mode): keep the default
+			return v
+		}
+		x2 := Reshape(x, -1, mm)  // [N, m]
+		dy2 := Reshape(dy, -1, k) // [N, k]
+		if k <= mm {              // dM [k, m] = dyᵀ [k, N] · x [N, m]
+			return Dot(Transpose(dy2, 0, 1), x2).Product()
+		}
+		// dMᵀ [m, k] = xᵀ [m, N] · dy [N, k]
+		return Transpose(Dot(Transpose(x2, 0, 1), dy2).Product(), 0, 1)
+	})
+	y := contractLast(x, mc)
+	return IdentityWithCustomGradient(y, func(_, v *Node) *Node {
+		dy = v
+		return v
+	})
+}
+
 // Ramp returns u = min(t/T, 1) as a scalar of dtype, t being the optimizer step counter.
 func Ramp(cfg Config, store *model.Store, g *Graph, dtype dtypes.DType) *Node {
 	if cfg.RampSteps <= 0 {
@@ -137,10 +173,10 @@ func singLoRADelta(inj *Injection, scope *model.Scope, spec LinearSpec, x *Node)
 	if spec.Out != d {
 		aOut = Slice(a, AxisRange(0, spec.Out))
 	}
-	h := contractLast(adapterInput(inj, scope, x), Transpose(aIn, 0, 1)) // [..., r]
+	h := adapterMatmul(adapterInput(inj, scope, x), Transpose(aIn, 0, 1)) // [..., r]
 	su := MulScalar(Ramp(inj.Config, scope.Store(), g, x.DType()), inj.Config.Scale())
 	h = Mul(h, su)
-	return contractLast(h, aOut) // [..., out]
+	return adapterMatmul(h, aOut) // [..., out]
 }
 
 // loraDelta computes s·(x·Aᵀ)·Bᵀ.
@@ -148,9 +184,9 @@ func loraDelta(inj *Injection, scope *model.Scope, spec LinearSpec, x *Node) *No
 	g := x.Graph()
 	a := adapterVar(scope, NameLoRAA, spec.Path).NodeValue(g) // [r, in]
 	b := adapterVar(scope, NameLoRAB, spec.Path).NodeValue(g) // [out, r]
-	h := contractLast(adapterInput(inj, scope, x), a)         // [..., r]
+	h := adapterMatmul(adapterInput(inj, scope, x), a)        // [..., r]
 	h = MulScalar(h, inj.Config.Scale())
-	return contractLast(h, b)
+	return adapterMatmul(h, b)
 }
 
 // doraWeightNorm returns ‖W0[o,:] + s·B[o,:]·A‖ for each output o without building the out×in
