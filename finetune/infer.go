@@ -7,10 +7,13 @@ import (
 	"path/filepath"
 
 	"github.com/gomlx/compute"
+	"github.com/gomlx/compute/dtypes"
+	. "github.com/gomlx/gomlx/core/graph" //nolint:revive
+	"github.com/gomlx/gomlx/core/tensors"
+	"github.com/gomlx/gomlx/ml/model"
 
 	"github.com/singlora/singlora/adapterio"
 	"github.com/singlora/singlora/classify"
-	"github.com/singlora/singlora/models/use"
 	"github.com/singlora/singlora/peft"
 	"github.com/singlora/singlora/train"
 )
@@ -38,10 +41,7 @@ func LoadClassifier(runDir string) (*classify.Task, error) {
 	if err := json.Unmarshal(b, &h); err != nil {
 		return nil, fmt.Errorf("run %s: %s: %w", runDir, HeadFile, err)
 	}
-	if c.Model != "use" {
-		return nil, fmt.Errorf("run %s: model %q is not supported here", runDir, c.Model)
-	}
-	m, err := use.New("")
+	enc, store, _, err := loadEncoder(c)
 	if err != nil {
 		return nil, err
 	}
@@ -49,9 +49,9 @@ func LoadClassifier(runDir string) (*classify.Task, error) {
 	if err != nil {
 		return nil, err
 	}
-	task := &classify.Task{Enc: m, Store: m.Store, NumClasses: len(h.Labels), Labels: h.Labels, FeatureScale: h.FeatureScale, PadTo: 16}
+	task := &classify.Task{Enc: enc, Store: store, NumClasses: len(h.Labels), Labels: h.Labels, FeatureScale: h.FeatureScale, PadTo: 16}
 	if method.HasAdapter() {
-		inj, err := adapterio.LoadIntoStore(filepath.Join(runDir, AdapterDir), m.Store, m.Linears())
+		inj, err := adapterio.LoadIntoStore(filepath.Join(runDir, AdapterDir), store, enc.Linears())
 		if err != nil {
 			return nil, err
 		}
@@ -62,20 +62,20 @@ func LoadClassifier(runDir string) (*classify.Task, error) {
 			return nil, err
 		}
 		pc.ModulesToSave = []string{classify.HeadScope}
-		if task.Inj, err = peft.Inject(pc, m.Linears()); err != nil {
+		if task.Inj, err = peft.Inject(pc, enc.Linears()); err != nil {
 			return nil, err
 		}
 		if err := task.InitHead(c.Seed); err != nil {
 			return nil, err
 		}
-		if err := task.Inj.Attach(m.Store); err != nil {
+		if err := task.Inj.Attach(store); err != nil {
 			return nil, err
 		}
 		ck := filepath.Join(runDir, train.CheckpointDir, train.BestDir)
 		if _, err := os.Stat(ck); err != nil {
 			ck = filepath.Join(runDir, train.CheckpointDir, train.LastDir)
 		}
-		if _, err := train.LoadCheckpoint(ck, m.Store); err != nil {
+		if _, err := train.LoadCheckpoint(ck, store); err != nil {
 			return nil, err
 		}
 	}
@@ -85,15 +85,28 @@ func LoadClassifier(runDir string) (*classify.Task, error) {
 	return task, nil
 }
 
-// Embeddings returns the encoder's sentence embeddings (with the run's adapter) for texts.
+// Embeddings returns the encoder's sentence features (with the run's adapter) for texts.
 func Embeddings(task *classify.Task, backend compute.Backend, texts []string) ([][]float32, error) {
-	m, ok := task.Enc.(*use.Model)
-	if !ok {
-		return nil, fmt.Errorf("embeddings: encoder %T not supported", task.Enc)
-	}
-	e, err := m.NewEmbedder(backend, task.Inj)
+	exec, err := train.NewInference(backend, task.Store, func(scope *model.Scope, ids, mask *Node) *Node {
+		return ConvertDType(task.Enc.Embed(task.Inj, scope, ids, mask), dtypes.Float32)
+	})
 	if err != nil {
 		return nil, err
 	}
-	return e.EmbedTexts(texts)
+	rows := task.Enc.Tokenize(texts)
+	d := task.Enc.EmbedDim()
+	var out [][]float32
+	for start := 0; start < len(rows); start += 64 {
+		chunk := rows[start:min(start+64, len(rows))]
+		ids, mask := task.Enc.PadBatch(chunk, 16)
+		res, err := exec.Call(ids, mask)
+		if err != nil {
+			return nil, err
+		}
+		flat := tensors.MustCopyFlatData[float32](res[0])
+		for i := range chunk {
+			out = append(out, flat[i*d:(i+1)*d])
+		}
+	}
+	return out, nil
 }

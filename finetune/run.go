@@ -77,9 +77,6 @@ func Prepare(c Config, dir string, backend compute.Backend, out io.Writer) (*Job
 	if c.Task != "classify" {
 		return nil, fmt.Errorf("task %q: singlora train supports classify with the demo encoder so far", c.Task)
 	}
-	if c.Model != "use" {
-		return nil, fmt.Errorf("model %q: singlora train supports the demo encoder (\"use\") so far", c.Model)
-	}
 	trainEx, err := loadSplit(c.Train, &c)
 	if err != nil {
 		return nil, err
@@ -119,7 +116,7 @@ func Prepare(c Config, dir string, backend compute.Backend, out io.Writer) (*Job
 		return nil, err
 	}
 
-	m, err := use.New("")
+	enc, store, baseName, err := loadEncoder(c)
 	if err != nil {
 		return nil, err
 	}
@@ -133,19 +130,19 @@ func Prepare(c Config, dir string, backend compute.Backend, out io.Writer) (*Job
 		return nil, err
 	}
 	pc.ModulesToSave = []string{classify.HeadScope}
-	inj, err := peft.Inject(pc, m.Linears())
+	inj, err := peft.Inject(pc, enc.Linears())
 	if err != nil {
 		return nil, err
 	}
-	task := &classify.Task{Enc: m, Inj: inj, Store: m.Store, NumClasses: len(labels), Labels: labels,
-		FeatureScale: math.Sqrt(float64(m.EmbedDim())), PadTo: 16}
+	task := &classify.Task{Enc: enc, Inj: inj, Store: store, NumClasses: len(labels), Labels: labels,
+		FeatureScale: featureScale(c, enc), PadTo: 16}
 	if err := task.InitHead(c.Seed); err != nil {
 		return nil, err
 	}
-	if err := inj.Attach(m.Store); err != nil {
+	if err := inj.Attach(store); err != nil {
 		return nil, err
 	}
-	if err := m.Store.SetRNGStateFromSeed(int64(c.Seed)); err != nil {
+	if err := store.SetRNGStateFromSeed(int64(c.Seed)); err != nil {
 		return nil, err
 	}
 	texts := func(ex []data.Example) []string {
@@ -190,14 +187,14 @@ func Prepare(c Config, dir string, backend compute.Backend, out io.Writer) (*Job
 		Cfg: train.RunConfig{Dir: dir, TotalSteps: total, BatchSize: c.Batch, AccumSteps: c.Accum, Seed: c.Seed,
 			EvalEvery: evalEvery, CheckpointEvery: c.CheckpointEvery,
 			Early: train.EarlyStopping{Metric: c.EarlyMetric, Maximize: c.EarlyMetric != "loss", Patience: c.Patience}},
-		Backend: backend, Store: m.Store, Loss: task.Loss, Opt: opt, Train: j.Train, Ramp: inj.Config.Ramp, Out: out,
+		Backend: backend, Store: store, Loss: task.Loss, Opt: opt, Train: j.Train, Ramp: inj.Config.Ramp, Out: out,
 	}
 	if j.Val.Len() > 0 {
 		r.Eval = func(*model.Store) (map[string]float64, error) { return task.Evaluate(backend, j.Val) }
 	}
 	if inj.Config.Method.HasAdapter() {
 		r.SaveExtra = func(d string) error {
-			return adapterio.SaveFromStore(filepath.Join(d, AdapterDir), inj, m.Store, use.BaseModelName)
+			return adapterio.SaveFromStore(filepath.Join(d, AdapterDir), inj, store, baseName)
 		}
 	}
 	j.Runner = r
@@ -247,7 +244,7 @@ func (j *Job) Run(ctx context.Context, resume bool) (*Summary, error) {
 		}
 	}
 	if j.Inj.Config.Method.HasAdapter() {
-		if err := adapterio.SaveFromStore(filepath.Join(j.Dir, AdapterDir), j.Inj, j.Task.Store, use.BaseModelName); err != nil {
+		if err := adapterio.SaveFromStore(filepath.Join(j.Dir, AdapterDir), j.Inj, j.Task.Store, baseModelName(c)); err != nil {
 			return nil, err
 		}
 	}
@@ -329,4 +326,37 @@ func New(c Config, dir string, backend compute.Backend, out io.Writer) (Runnable
 		return PrepareCausal(c, dir, backend, out)
 	}
 	return Prepare(c, dir, backend, out)
+}
+
+// loadEncoder loads the classification encoder c names: the demo encoder ("use") or a Hugging
+// Face BERT/RoBERTa folder.
+func loadEncoder(c Config) (classify.Encoder, *model.Store, string, error) {
+	if c.Model == "use" {
+		m, err := use.New("")
+		if err != nil {
+			return nil, nil, "", err
+		}
+		return m, m.Store, use.BaseModelName, nil
+	}
+	store := model.NewStore()
+	e, err := loadBERT(c.Model, store, c.MaxLength)
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("classification needs the demo encoder (\"use\") or a BERT/RoBERTa folder: %w", err)
+	}
+	return e, store, c.Model, nil
+}
+
+func baseModelName(c Config) string {
+	if c.Model == "use" {
+		return use.BaseModelName
+	}
+	return c.Model
+}
+
+// featureScale is √dim for USE-Lite's unit-norm embeddings, 1 for BERT's features.
+func featureScale(c Config, enc classify.Encoder) float64 {
+	if c.Model == "use" {
+		return math.Sqrt(float64(enc.EmbedDim()))
+	}
+	return 1
 }

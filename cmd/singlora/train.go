@@ -39,7 +39,7 @@ func runTrain(args []string) error {
 	)
 	var c finetune.Config
 	fs.StringVar(&c.Name, "name", "", "run name (for plots and tables)")
-	fs.StringVar(&c.Model, "model", d.Model, `model: "use" (Universal Sentence Encoder Lite, fetched by singlora fetch), or a Hugging Face folder of a causal LM (Llama, Mistral, Qwen2, GPT-2)`)
+	fs.StringVar(&c.Model, "model", d.Model, `model: "use" (Universal Sentence Encoder Lite, fetched by singlora fetch), or a Hugging Face folder: BERT/RoBERTa (classify) or a causal LM (Llama, Mistral, Qwen2, GPT-2)`)
 	fs.StringVar(&c.Task, "task", d.Task, "task: classify (text/label) or causal-lm (prompt/completion; the default for causal-LM folders)")
 	fs.StringVar(&c.PromptColumn, "prompt-column", "", "prompt column (default prompt)")
 	fs.StringVar(&c.CompletionColumn, "completion-column", "", "completion column (default completion)")
