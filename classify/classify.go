@@ -105,6 +105,15 @@ func (t *Task) NewData(texts []string, labels []int) *Data {
 // Len implements train.Dataset.
 func (d *Data) Len() int { return len(d.Rows) }
 
+// NumTokens implements train.TokenCounter.
+func (d *Data) NumTokens(idx []int) int {
+	n := 0
+	for _, i := range idx {
+		n += len(d.Rows[i])
+	}
+	return n
+}
+
 // Batch implements train.Dataset.
 func (d *Data) Batch(idx []int) ([]*tensors.Tensor, error) {
 	rows := make([][]int, len(idx))

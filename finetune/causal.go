@@ -64,6 +64,15 @@ type causalData struct {
 
 func (d *causalData) Len() int { return len(d.prompts) }
 
+// NumTokens implements train.TokenCounter.
+func (d *causalData) NumTokens(idx []int) int {
+	n := 0
+	for _, i := range idx {
+		n += len(d.prompts[i]) + len(d.completions[i])
+	}
+	return n
+}
+
 func (d *causalData) length(idx []int) int {
 	longest := 1
 	for _, i := range idx {
@@ -294,6 +303,9 @@ func (j *CausalJob) Run(ctx context.Context, resume bool) (*Summary, error) {
 
 // SetQuiet switches the progress bar to log lines.
 func (j *CausalJob) SetQuiet(q bool) { j.Runner.Cfg.Quiet = q }
+
+// Params implements Runnable.
+func (j *CausalJob) Params() peft.Report { return j.Inj.Report(j.Store) }
 
 func loadBest(dir string, store *model.Store) error {
 	ck := filepath.Join(dir, train.CheckpointDir, train.BestDir)

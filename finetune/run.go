@@ -310,7 +310,12 @@ func (j *Job) SetQuiet(q bool) { j.Runner.Cfg.Quiet = q }
 type Runnable interface {
 	Run(ctx context.Context, resume bool) (*Summary, error)
 	SetQuiet(bool)
+	// Params is the parameter report: per adapted layer, and trainable vs total.
+	Params() peft.Report
 }
+
+// Params implements Runnable.
+func (j *Job) Params() peft.Report { return j.Inj.Report(j.Task.Store) }
 
 // New prepares the job c describes: classification with the demo encoder, or causal-LM
 // fine-tuning of a Hugging Face folder (chosen by --task, or by the folder's model_type).

@@ -19,6 +19,7 @@ type progress struct {
 	last        time.Time
 	lastEval    string
 	drawn       bool
+	tokens      int64 // tokens seen since the start of this process (0: not counted)
 }
 
 func newProgress(w io.Writer, total, from int64, quiet bool, every, examplesPerStep int64) *progress {
@@ -51,9 +52,13 @@ func (p *progress) update(step int64, loss float64) {
 	rate := float64(done) / el
 	eta := time.Duration(float64(p.total-step)/rate) * time.Second
 	exs := rate * float64(p.perStep)
+	speed := fmt.Sprintf("%.1f ex/s", exs)
+	if p.tokens > 0 {
+		speed += fmt.Sprintf(" %.0f tok/s", float64(p.tokens)/el)
+	}
 	if p.quiet {
 		if step%p.every == 0 || step == p.total {
-			fmt.Fprintf(p.w, "step %d/%d loss %.4f %.1f ex/s eta %s\n", step, p.total, loss, exs, eta.Round(time.Second))
+			fmt.Fprintf(p.w, "step %d/%d loss %.4f %s eta %s\n", step, p.total, loss, speed, eta.Round(time.Second))
 		}
 		return
 	}
@@ -64,7 +69,7 @@ func (p *progress) update(step int64, loss float64) {
 	const width = 24
 	fill := int(float64(width) * float64(step) / float64(p.total))
 	bar := strings.Repeat("█", fill) + strings.Repeat("░", width-fill)
-	line := fmt.Sprintf("\r%s %d/%d loss %.4f %.1f ex/s ETA %s", bar, step, p.total, loss, exs, eta.Round(time.Second))
+	line := fmt.Sprintf("\r%s %d/%d loss %.4f %s ETA %s", bar, step, p.total, loss, speed, eta.Round(time.Second))
 	if p.lastEval != "" {
 		line += " | " + p.lastEval
 	}

@@ -30,6 +30,12 @@ type Dataset interface {
 	Batch(idx []int) ([]*tensors.Tensor, error)
 }
 
+// TokenCounter is optionally implemented by a Dataset whose examples are token sequences; the
+// progress display then shows tokens/s.
+type TokenCounter interface {
+	NumTokens(idx []int) int
+}
+
 // EvalFn evaluates the model in store (e.g. on a validation set) and returns named metrics.
 type EvalFn func(store *model.Store) (map[string]float64, error)
 
@@ -214,6 +220,7 @@ func (r *Runner) Run(ctx context.Context, resume bool) (State, error) {
 			return r.state, fmt.Errorf("%w at step %d: checkpoint saved in %s; resume with --resume", ErrInterrupted, r.state.Step, ckDir)
 		}
 		micro := make([][]*tensors.Tensor, c.AccumSteps)
+		tokens := 0
 		for j := range micro {
 			idx := make([]int, c.BatchSize)
 			for i := range idx {
@@ -223,7 +230,11 @@ func (r *Runner) Run(ctx context.Context, resume bool) (State, error) {
 			if micro[j], err = r.Train.Batch(idx); err != nil {
 				return r.state, fmt.Errorf("batch at step %d: %w", r.state.Step, err)
 			}
+			if tc, ok := r.Train.(TokenCounter); ok {
+				tokens += tc.NumTokens(idx)
+			}
 		}
+		bar.tokens += int64(tokens)
 		res, err := st.Step(micro...)
 		m := Metric{Step: res.Step, Loss: res.Loss, LR: res.LR, GradNorm: res.GradNorm, Wall: time.Since(r.start).Seconds()}
 		if r.Ramp != nil {

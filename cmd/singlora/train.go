@@ -35,6 +35,8 @@ func runTrain(args []string) error {
 		resume     = fs.String("resume", "", "resume the run in this folder (its config.json is used; other flags are ignored)")
 		run        = fs.String("run", "", "run folder (default runs/<method>-<time>)")
 		quiet      = fs.Bool("quiet", false, "log lines instead of a progress bar")
+		showParams = fs.Bool("show-params", false, "print the adapted layers with their parameter counts, and trainable vs total, before training")
+		dryRun     = fs.Bool("dry-run", false, "load everything, print the parameter report, and stop before training")
 		targets    stringsFlag
 	)
 	var c finetune.Config
@@ -114,6 +116,12 @@ func runTrain(args []string) error {
 		return err
 	}
 	job.SetQuiet(*quiet)
+	if *showParams || *dryRun {
+		fmt.Print(job.Params().String())
+	}
+	if *dryRun {
+		return nil
+	}
 	ctx, stop := signalContext()
 	defer stop()
 	s, err := job.Run(ctx, *resume != "")

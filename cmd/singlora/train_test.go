@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/singlora/singlora/finetune"
 	"github.com/singlora/singlora/models/use"
 )
 
@@ -209,5 +210,18 @@ func TestClassifyMatchesEndOfTraining(t *testing.T) {
 		if err != nil || !strings.Contains(string(emb), `"embedding":[`) {
 			t.Fatalf("%s: embed: %v %s", method, err, emb)
 		}
+	}
+}
+
+// TestFlagsOverrideConfigFile: a flag given explicitly wins over the config file; flags left at
+// their defaults do not override it.
+func TestFlagsOverrideConfigFile(t *testing.T) {
+	cfg := finetune.Default()
+	cfg.LR, cfg.Rank, cfg.Method = 0.005, 4, "lora"
+	var flags finetune.Config
+	flags.Rank, flags.LR, flags.Method = 2, 1e-3, "singlora"
+	apply(&cfg, flags, map[string]bool{"rank": true})
+	if cfg.Rank != 2 || cfg.LR != 0.005 || cfg.Method != "lora" {
+		t.Fatalf("after applying --rank only: %+v", cfg)
 	}
 }
