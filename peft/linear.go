@@ -21,7 +21,9 @@ import (
 //	LoRA/LoRA+: y = x·W0ᵀ + b + s·(x·Aᵀ)·Bᵀ
 //	DoRA: y = (m/‖W0+sBA‖)⊙(x·W0ᵀ + s·(x·Aᵀ)·Bᵀ) + b, the norm a constant in backward
 //
-// A nil inj computes the plain layer. Graph-building errors panic, as GoMLX graph code does.
+// A nil inj computes the plain layer in the OutIn layout; a model with InOut layers (GPT-2's
+// Conv1D) passes an injection that lists them (e.g. one built with method Frozen) so that the
+// layout is known. Graph-building errors panic, as GoMLX graph code does.
 func Linear(inj *Injection, scope *model.Scope, x *Node) *Node {
 	path := ScopeModule(scope.Scope())
 	wVar := scope.GetVariable("weight")
