@@ -8,6 +8,7 @@ import (
 
 	"github.com/gomlx/compute/dtypes"
 	. "github.com/gomlx/gomlx/core/graph" //nolint:revive // graph code reads better dot-imported
+	"github.com/gomlx/gomlx/ml/layers/activation"
 	"github.com/gomlx/gomlx/ml/model"
 	. "github.com/gomlx/gomlx/support/exceptions" //nolint:revive
 )
@@ -40,8 +41,15 @@ func RMSNorm(scope *model.Scope, x *Node, eps float64) *Node {
 	return Mul(Div(x, Sqrt(AddScalar(ms, eps))), w)
 }
 
-// GeluErf is the exact GELU, 0.5·x·(1+erf(x/√2)) (HF "gelu").
+// GeluErf is the exact GELU, 0.5·x·(1+erf(x/√2)) (HF "gelu"). It uses GoMLX's activation.Gelu
+// (the exact form), which runs as one fused op with a fused backward on backends that offer them
+// (the pure-Go backend does) instead of the four element-wise ops above plus their gradients.
 func GeluErf(x *Node) *Node {
+	return activation.Gelu(x)
+}
+
+// geluErfDecomposed is GeluErf from primitive ops (the formula it computes).
+func geluErfDecomposed(x *Node) *Node {
 	return Mul(MulScalar(x, 0.5), OnePlus(Erf(MulScalar(x, 1/math.Sqrt2))))
 }
 
