@@ -28,7 +28,7 @@ singlora bench --preset bert-base-4l --method singlora --compare-torch --reps 3`
 }
 
 type benchFlags struct {
-	preset, method, workload, cpuProfile, python, torchScript string
+	preset, method, workload, only, cpuProfile, python, torchScript string
 	steps, warmup, reps                                       int
 	jsonOut, inproc, compare                                  bool
 }
@@ -42,6 +42,7 @@ func runBench(args []string) error {
 	fs.IntVar(&f.warmup, "warmup", 3, "untimed steps before timing (the first compiles the graph)")
 	fs.BoolVar(&f.jsonOut, "json", false, "print one JSON object per workload instead of a table")
 	fs.StringVar(&f.workload, "workload", "", "run only this workload (\"bert-base-4l/singlora\") in this process")
+	fs.StringVar(&f.only, "only", "", "keep only workloads whose name contains this string (e.g. 4096x4096)")
 	fs.BoolVar(&f.inproc, "inproc", false, "run all workloads in this process (default: one process per workload, so that peak RSS is per workload)")
 	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile (pprof) of the timed steps; needs a single workload (--workload)")
 	fs.BoolVar(&f.compare, "compare-torch", false, "run each workload in Go and in PyTorch (bench/torch_bench.py), interleaved, and print the Go/PyTorch ratio")
@@ -83,7 +84,11 @@ func runBench(args []string) error {
 		if err != nil {
 			return err
 		}
-		ws = append(ws, pw...)
+		for _, w := range pw {
+			if strings.Contains(w.Name, f.only) {
+				ws = append(ws, w)
+			}
+		}
 	}
 	if f.compare {
 		return compareTorch(ws, f)
