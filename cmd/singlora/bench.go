@@ -29,8 +29,8 @@ singlora bench --preset bert-base-4l --method singlora --compare-torch --reps 3`
 
 type benchFlags struct {
 	preset, method, workload, only, cpuProfile, python, torchScript string
-	steps, warmup, reps                                       int
-	jsonOut, inproc, compare                                  bool
+	steps, warmup, reps                                             int
+	jsonOut, inproc, compare                                        bool
 }
 
 func runBench(args []string) error {
