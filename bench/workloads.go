@@ -169,7 +169,9 @@ func LayerWorkload(in, out, r int, variant string) Workload {
 						wrt = append(wrt, v.NodeValue(g))
 					}
 				}
-				return Gradient(loss, wrt...)
+				// Return the loss too: with only the gradients as outputs, the backend drops the
+				// base forward matmul (nothing uses y) and the timing would miss it.
+				return append([]*Node{loss}, Gradient(loss, wrt...)...)
 			})
 			if err != nil {
 				return nil, err

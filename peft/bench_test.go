@@ -59,7 +59,8 @@ func BenchmarkLayer(b *testing.B) {
 							wrt = append(wrt, v.NodeValue(g))
 						}
 					}
-					return Gradient(loss, wrt...)
+					// The loss is an output too, so the backend cannot drop the base forward matmul.
+					return append([]*Node{loss}, Gradient(loss, wrt...)...)
 				})
 				if err != nil {
 					b.Fatal(err)
