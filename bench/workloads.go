@@ -40,6 +40,9 @@ const LayerTokens = 1024
 
 // Workloads returns the workloads of a preset for the given methods (nil: DefaultMethods).
 func Workloads(preset string, methods []string) ([]Workload, error) {
+	if _, ok := DefaultMethods[preset]; !ok {
+		return nil, fmt.Errorf("unknown preset %q (known: %s)", preset, strings.Join(Presets, ", "))
+	}
 	if len(methods) == 0 {
 		methods = DefaultMethods[preset]
 	}
