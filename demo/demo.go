@@ -26,6 +26,7 @@ import (
 	"github.com/singlora/singlora/models/use"
 	"github.com/singlora/singlora/optim"
 	"github.com/singlora/singlora/peft"
+	"github.com/singlora/singlora/safetensors"
 	"github.com/singlora/singlora/train"
 )
 
@@ -309,13 +310,7 @@ func runMethod(ctx context.Context, o Options, ms MethodSpec, labels []string, t
 		AdapterParams: adapterParams, TrainSeconds: secs, LR: ms.LR, Steps: st.Step, BestStep: st.BestStep}, nil
 }
 
-func writeAtomic(path string, b []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
-}
+func writeAtomic(path string, b []byte) error { return safetensors.WriteFileAtomic(path, b, 0o644) }
 
 // ParseMethods resolves a comma-separated method list to specs with default learning rates.
 func ParseMethods(s string) ([]MethodSpec, error) {

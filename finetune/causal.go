@@ -21,7 +21,6 @@ import (
 	"github.com/singlora/singlora/models/hf"
 	"github.com/singlora/singlora/models/hf/hftok"
 	"github.com/singlora/singlora/models/llama"
-	"github.com/singlora/singlora/optim"
 	"github.com/singlora/singlora/peft"
 	"github.com/singlora/singlora/train"
 )
@@ -182,11 +181,7 @@ func PrepareCausal(c Config, dir string, backend compute.Backend, out io.Writer)
 	if err != nil {
 		return nil, err
 	}
-	stepsPerEpoch := int64((len(trainEx) + c.Batch*c.Accum - 1) / (c.Batch * c.Accum))
-	total := c.Steps
-	if total <= 0 {
-		total = max(1, int64(math.Ceil(c.Epochs*float64(stepsPerEpoch))))
-	}
+	stepsPerEpoch, total := c.StepCounts(len(trainEx))
 	pc, err := c.PeftConfig(total)
 	if err != nil {
 		return nil, err
@@ -201,14 +196,10 @@ func PrepareCausal(c Config, dir string, backend compute.Backend, out io.Writer)
 	if err := store.SetRNGStateFromSeed(int64(c.Seed)); err != nil {
 		return nil, err
 	}
-	warm, err := resolveSteps(c.Warmup, total, "warmup")
+	opt, err := c.Optimizer(total, inj.OptimizerGroups(c.WeightDecay))
 	if err != nil {
 		return nil, err
 	}
-	opt := optim.DefaultAdamW(c.LR)
-	opt.WeightDecay, opt.ClipNorm = c.WeightDecay, c.ClipNorm
-	opt.Schedule = optim.Schedule{Kind: optim.ScheduleKind(c.Schedule), WarmupSteps: warm, TotalSteps: total}
-	opt.GroupOf = inj.OptimizerGroups(c.WeightDecay)
 	j := &CausalJob{Cfg: c, Dir: dir, Backend: backend, Store: store, Inj: inj, val: vd, loss: cm.loss(inj), out: out, total: total}
 	evalEvery := c.EvalEvery
 	if evalEvery <= 0 {

@@ -6,12 +6,16 @@ package finetune
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 
+	"github.com/gomlx/gomlx/ml/model"
 	"gopkg.in/yaml.v3"
+
+	"github.com/singlora/singlora/optim"
 
 	"github.com/singlora/singlora/peft"
 )
@@ -179,4 +183,28 @@ func (c *Config) PeftConfig(totalSteps int64) (peft.Config, error) {
 		}
 	}
 	return pc, pc.Validate()
+}
+
+// StepCounts returns the steps per epoch and the total optimizer steps for n training examples.
+func (c *Config) StepCounts(n int) (stepsPerEpoch, total int64) {
+	stepsPerEpoch = int64((n + c.Batch*c.Accum - 1) / (c.Batch * c.Accum))
+	total = c.Steps
+	if total <= 0 {
+		total = max(1, int64(math.Ceil(c.Epochs*float64(stepsPerEpoch))))
+	}
+	return stepsPerEpoch, total
+}
+
+// Optimizer returns the AdamW of the config for a run of total steps, with groups for the
+// variables (nil: every variable in one group).
+func (c *Config) Optimizer(total int64, groups func(v *model.Variable) optim.Group) (optim.AdamW, error) {
+	warm, err := resolveSteps(c.Warmup, total, "warmup")
+	if err != nil {
+		return optim.AdamW{}, err
+	}
+	opt := optim.DefaultAdamW(c.LR)
+	opt.WeightDecay, opt.ClipNorm = c.WeightDecay, c.ClipNorm
+	opt.Schedule = optim.Schedule{Kind: optim.ScheduleKind(c.Schedule), WarmupSteps: warm, TotalSteps: total}
+	opt.GroupOf = groups
+	return opt, opt.Validate()
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/singlora/singlora/models/use"
 	"github.com/singlora/singlora/optim"
 	"github.com/singlora/singlora/peft"
+	"github.com/singlora/singlora/safetensors"
 	"github.com/singlora/singlora/train"
 )
 
@@ -120,11 +121,7 @@ func Prepare(c Config, dir string, backend compute.Backend, out io.Writer) (*Job
 	if err != nil {
 		return nil, err
 	}
-	stepsPerEpoch := int64((len(trainEx) + c.Batch*c.Accum - 1) / (c.Batch * c.Accum))
-	total := c.Steps
-	if total <= 0 {
-		total = max(1, int64(math.Ceil(c.Epochs*float64(stepsPerEpoch))))
-	}
+	stepsPerEpoch, total := c.StepCounts(len(trainEx))
 	pc, err := c.PeftConfig(total)
 	if err != nil {
 		return nil, err
@@ -157,26 +154,19 @@ func Prepare(c Config, dir string, backend compute.Backend, out io.Writer) (*Job
 	if len(testEx) > 0 {
 		j.Test = task.NewData(texts(testEx), testY)
 	}
-	warm, err := resolveSteps(c.Warmup, total, "warmup")
-	if err != nil {
-		return nil, err
-	}
-	opt := optim.DefaultAdamW(c.LR)
-	opt.WeightDecay, opt.ClipNorm = c.WeightDecay, c.ClipNorm
-	opt.Schedule = optim.Schedule{Kind: optim.ScheduleKind(c.Schedule), WarmupSteps: warm, TotalSteps: total}
 	groups := inj.OptimizerGroups(c.WeightDecay)
 	headLR := c.HeadLR
 	if headLR <= 0 {
 		headLR = c.LR
 	}
-	opt.GroupOf = func(v *model.Variable) optim.Group {
+	opt, err := c.Optimizer(total, func(v *model.Variable) optim.Group {
 		g := groups(v)
 		if strings.HasPrefix(v.Path(), "/"+classify.HeadScope+"/") {
 			g.Name, g.LRMultiplier = "head", headLR/c.LR
 		}
 		return g
-	}
-	if err := opt.Validate(); err != nil {
+	})
+	if err != nil {
 		return nil, err
 	}
 	evalEvery := c.EvalEvery
@@ -268,13 +258,8 @@ func LoadRunConfig(dir string) (Config, error) {
 	return c, nil
 }
 
-func writeAtomic(path string, b []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
-}
+// writeAtomic writes a file by temp file + rename (a crash leaves the old file or the new one).
+func writeAtomic(path string, b []byte) error { return safetensors.WriteFileAtomic(path, b, 0o644) }
 
 // PredictionsFile holds the validation predictions made at the end of training (best weights).
 const PredictionsFile = "val_predictions.jsonl"
