@@ -3,6 +3,8 @@
 package main
 
 import (
+	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"sort"
@@ -70,6 +72,9 @@ func main() {
 		os.Exit(2)
 	}
 	if err := c.Run(os.Args[2:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) { // -h: the flag package has printed the usage
+			return
+		}
 		fmt.Fprintf(os.Stderr, "singlora %s: %v\n", c.Name, err)
 		os.Exit(1)
 	}

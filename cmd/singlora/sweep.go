@@ -171,6 +171,13 @@ func runSweep(args []string) error {
 
 func runExperiment(args []string) error {
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		fmt.Fprintf(os.Stderr, "usage: singlora experiment NAME [--out DIR] [--seeds 1,2,3] [--epochs E] [--parallel N] [--threads T] [--summary-only]\n")
+		for _, n := range sweep.ExperimentNames() {
+			fmt.Fprintf(os.Stderr, "  %-14s %s\n", n, sweep.Experiments[n].Description)
+		}
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
+			return flag.ErrHelp
+		}
 		return fmt.Errorf("name an experiment: %s", strings.Join(sweep.ExperimentNames(), ", "))
 	}
 	exp, err := sweep.Lookup(args[0])
