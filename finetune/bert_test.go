@@ -20,37 +20,7 @@ import (
 func tinyBERT(t *testing.T, words []string) string {
 	t.Helper()
 	dir := t.TempDir()
-	special := []string{"[PAD]", "[UNK]", "[CLS]", "[SEP]"}
-	vocab := map[string]int{}
-	for _, w := range append(special, words...) {
-		if _, ok := vocab[w]; !ok {
-			vocab[w] = len(vocab)
-		}
-	}
-	var added []any
-	for i, s := range special {
-		added = append(added, map[string]any{"id": i, "content": s, "special": true})
-	}
-	tj := map[string]any{
-		"version": "1.0", "truncation": nil, "padding": nil, "added_tokens": added,
-		"normalizer":    map[string]any{"type": "BertNormalizer", "clean_text": true, "handle_chinese_chars": true, "strip_accents": nil, "lowercase": true},
-		"pre_tokenizer": map[string]any{"type": "BertPreTokenizer"},
-		"post_processor": map[string]any{"type": "TemplateProcessing",
-			"single": []any{map[string]any{"SpecialToken": map[string]any{"id": "[CLS]", "type_id": 0}},
-				map[string]any{"Sequence": map[string]any{"id": "A", "type_id": 0}},
-				map[string]any{"SpecialToken": map[string]any{"id": "[SEP]", "type_id": 0}}},
-			"special_tokens": map[string]any{
-				"[CLS]": map[string]any{"id": "[CLS]", "ids": []int{2}, "tokens": []string{"[CLS]"}},
-				"[SEP]": map[string]any{"id": "[SEP]", "ids": []int{3}, "tokens": []string{"[SEP]"}},
-			}},
-		"decoder": map[string]any{"type": "WordPiece", "prefix": "##", "cleanup": true},
-		"model": map[string]any{"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##",
-			"max_input_chars_per_word": 100, "vocab": vocab},
-	}
-	b, _ := json.Marshal(tj)
-	if err := os.WriteFile(filepath.Join(dir, "tokenizer.json"), b, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeWordPiece(t, dir, []string{"[PAD]", "[UNK]", "[CLS]", "[SEP]"}, words, true)
 	const d, inter, layers, v, pos = 32, 48, 2, 48, 64
 	cfg := map[string]any{"architectures": []string{"BertModel"}, "model_type": "bert", "vocab_size": v,
 		"hidden_size": d, "num_hidden_layers": layers, "num_attention_heads": 4, "intermediate_size": inter,
