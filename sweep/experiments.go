@@ -57,7 +57,9 @@ var DefaultLR = map[string]float64{"singlora": 1e-3, "lora": 5e-4, "loraplus": 5
 type Experiment struct {
 	Name        string
 	Description string
-	Cells       func(base finetune.Config, seeds []uint64) []Cell
+	// Cells returns the runs; lrs, when not nil, replaces the learning-rate grid of experiments
+	// that sweep learning rates (others ignore it).
+	Cells func(base finetune.Config, seeds []uint64, lrs []float64) []Cell
 }
 
 // withLR sets the method at the paper's single learning rate, 1e-3 (also in LoRA's best range
@@ -71,15 +73,17 @@ var Experiments = map[string]Experiment{
 	"lr-robustness": {
 		Name:        "lr-robustness",
 		Description: "SingLoRA, LoRA, LoRA+ and DoRA over learning rates 1e-4 … 3e-3 (30×)",
-		Cells: func(base finetune.Config, seeds []uint64) []Cell {
-			return Grid(base, MethodVariants([]string{"singlora", "lora", "loraplus", "dora"}),
-				[]float64{1e-4, 3e-4, 1e-3, 3e-3}, seeds)
+		Cells: func(base finetune.Config, seeds []uint64, lrs []float64) []Cell {
+			if lrs == nil {
+				lrs = []float64{1e-4, 3e-4, 1e-3, 3e-3}
+			}
+			return Grid(base, MethodVariants([]string{"singlora", "lora", "loraplus", "dora"}), lrs, seeds)
 		},
 	},
 	"equal-budget": {
 		Name:        "equal-budget",
 		Description: "SingLoRA at rank 2r vs LoRA at rank r (the same adapter parameters on square layers)",
-		Cells: func(base finetune.Config, seeds []uint64) []Cell {
+		Cells: func(base finetune.Config, seeds []uint64, _ []float64) []Cell {
 			return Grid(base, []Variant{
 				{Name: "lora-r8", Apply: func(c *finetune.Config) { withLR("lora")(c); c.Rank, c.Alpha = 8, 8 }},
 				{Name: "singlora-r8", Apply: func(c *finetune.Config) { withLR("singlora")(c); c.Rank, c.Alpha = 8, 8 }},
@@ -92,7 +96,7 @@ var Experiments = map[string]Experiment{
 	"init-ramp": {
 		Name:        "init-ramp",
 		Description: "SingLoRA initialisation (theory scale vs Kaiming on (d×r)) and ramp T ∈ {0, 0.5%, 1%, 8%}",
-		Cells: func(base finetune.Config, seeds []uint64) []Cell {
+		Cells: func(base finetune.Config, seeds []uint64, _ []float64) []Cell {
 			var vs []Variant
 			for _, init := range []string{"theory", "kaiming-dr"} {
 				init := init

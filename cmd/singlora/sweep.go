@@ -171,7 +171,7 @@ func runSweep(args []string) error {
 
 func runExperiment(args []string) error {
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		fmt.Fprintf(os.Stderr, "usage: singlora experiment NAME [--out DIR] [--seeds 1,2,3] [--epochs E] [--parallel N] [--threads T] [--summary-only]\n")
+		fmt.Fprintf(os.Stderr, "usage: singlora experiment NAME [--out DIR] [--seeds 1,2,3] [--lrs …] [--epochs E] [--parallel N] [--threads T] [--summary-only]\n")
 		for _, n := range sweep.ExperimentNames() {
 			fmt.Fprintf(os.Stderr, "  %-14s %s\n", n, sweep.Experiments[n].Description)
 		}
@@ -187,6 +187,7 @@ func runExperiment(args []string) error {
 	fs := flag.NewFlagSet("experiment", flag.ContinueOnError)
 	sf := addSweepFlags(fs)
 	cache := fs.String("cache", fetch.CacheDir(), "cache with the fetched demo data")
+	lrs := fs.String("lrs", "", "learning rates, for experiments that sweep them (default: the experiment's)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -203,6 +204,12 @@ func runExperiment(args []string) error {
 	if err != nil {
 		return err
 	}
+	var lrList []float64
+	if *lrs != "" {
+		if lrList, err = parseFloats(*lrs); err != nil {
+			return err
+		}
+	}
 	fmt.Fprintf(os.Stderr, "experiment %s: %s\n", exp.Name, exp.Description)
-	return sf.run(exp.Cells(base, seeds))
+	return sf.run(exp.Cells(base, seeds, lrList))
 }
