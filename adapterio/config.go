@@ -34,6 +34,7 @@ import (
 	"strings"
 
 	"github.com/singlora/singlora/peft"
+	"github.com/singlora/singlora/safetensors"
 )
 
 // File names inside an adapter folder.
@@ -225,7 +226,7 @@ func (c *Config) MarshalJSON() ([]byte, error) {
 
 // ParseConfig parses and validates adapter_config.json.
 func ParseConfig(b []byte) (*Config, error) {
-	if err := checkNoDuplicates(b); err != nil {
+	if err := safetensors.CheckJSON(b); err != nil {
 		return nil, fmt.Errorf("%s: %w", ConfigFile, err)
 	}
 	var raw map[string]json.RawMessage
@@ -353,50 +354,6 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("adapter config: unknown singlora init %q", c.Init)
 	}
 	return nil
-}
-
-func checkNoDuplicates(b []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	var walk func(depth int) error
-	walk = func(depth int) error {
-		if depth > 64 {
-			return fmt.Errorf("nested too deeply")
-		}
-		tok, err := dec.Token()
-		if err != nil {
-			return fmt.Errorf("invalid JSON: %v", err)
-		}
-		d, ok := tok.(json.Delim)
-		if !ok {
-			return nil
-		}
-		if d == '{' {
-			seen := map[string]bool{}
-			for dec.More() {
-				kt, err := dec.Token()
-				if err != nil {
-					return fmt.Errorf("invalid JSON: %v", err)
-				}
-				k, _ := kt.(string)
-				if seen[k] {
-					return fmt.Errorf("duplicate key %q", k)
-				}
-				seen[k] = true
-				if err := walk(depth + 1); err != nil {
-					return err
-				}
-			}
-		} else {
-			for dec.More() {
-				if err := walk(depth + 1); err != nil {
-					return err
-				}
-			}
-		}
-		_, err = dec.Token()
-		return err
-	}
-	return walk(0)
 }
 
 // sortedKeys returns m's keys in order.

@@ -146,7 +146,7 @@ func Parse(b []byte) (*File, error) {
 	if header[0] != '{' {
 		return nil, errors.New("safetensors: header does not start with a JSON object '{'")
 	}
-	if err := checkJSON(header); err != nil {
+	if err := CheckJSON(header); err != nil {
 		return nil, fmt.Errorf("safetensors: header: %w", err)
 	}
 	keys, raws, err := topLevel(header)
@@ -236,10 +236,11 @@ func Parse(b []byte) (*File, error) {
 	return f, nil
 }
 
-// checkJSON verifies that header is one JSON object (plus trailing whitespace) with no duplicate
-// key in any object. encoding/json would silently keep the last of duplicated keys.
-func checkJSON(header []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(header))
+// CheckJSON verifies that b is one JSON value (plus trailing whitespace) with no duplicate key in
+// any object, nested at most 64 deep. encoding/json would silently keep the last of duplicated
+// keys; the safetensors header and adapter configs use this before decoding.
+func CheckJSON(b []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	if err := checkValue(dec, 0); err != nil {
 		return err
