@@ -54,6 +54,7 @@ type Injection struct {
 	Config Config
 	// Modules are all the model's linear layers, in the model's order.
 	Modules []LinearSpec
+	modules map[string]LinearSpec // Modules by path
 	targets map[string]LinearSpec
 	order   []string
 }
@@ -90,13 +91,12 @@ func Inject(cfg Config, modules []LinearSpec) (*Injection, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	inj := &Injection{Config: cfg, Modules: modules, targets: map[string]LinearSpec{}}
-	seen := map[string]bool{}
+	inj := &Injection{Config: cfg, Modules: modules, modules: map[string]LinearSpec{}, targets: map[string]LinearSpec{}}
 	for _, m := range modules {
-		if seen[m.Path] {
+		if _, dup := inj.modules[m.Path]; dup {
 			return nil, fmt.Errorf("model lists linear module %q twice", m.Path)
 		}
-		seen[m.Path] = true
+		inj.modules[m.Path] = m
 		if m.In <= 0 || m.Out <= 0 {
 			return nil, fmt.Errorf("linear module %q has invalid shape in=%d out=%d", m.Path, m.In, m.Out)
 		}
@@ -157,6 +157,15 @@ func (inj *Injection) Target(p string) (LinearSpec, bool) {
 		return LinearSpec{}, false
 	}
 	s, ok := inj.targets[p]
+	return s, ok
+}
+
+// Module returns the model's linear layer with module path p, adapted or not.
+func (inj *Injection) Module(p string) (LinearSpec, bool) {
+	if inj == nil {
+		return LinearSpec{}, false
+	}
+	s, ok := inj.modules[p]
 	return s, ok
 }
 

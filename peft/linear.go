@@ -36,29 +36,20 @@ func Linear(inj *Injection, scope *model.Scope, x *Node) *Node {
 	if bVar := scope.GetVariable("bias"); bVar != nil {
 		b = bVar.NodeValue(g)
 	}
-	spec, adapted := inj.Target(path)
 	layout := compute.DenseLayoutOutputsInput
-	if adapted && spec.Layout == InOut {
+	if m, ok := inj.Module(path); ok && m.Layout == InOut {
 		layout = compute.DenseLayoutInputOutputs
-	} else if !adapted {
-		for _, m := range inj.modulesOrNil() {
-			if m.Path == path && m.Layout == InOut {
-				layout = compute.DenseLayoutInputOutputs
-			}
-		}
 	}
 	frozen := !wVar.Trainable && scope.IsTraining(g)
+	spec, adapted := inj.Target(path)
 	if !adapted {
 		return dense(x, w, b, layout, frozen)
 	}
-	cfg := inj.Config
-	switch cfg.Method {
+	switch inj.Config.Method {
 	case SingLoRA:
-		base := dense(x, w, b, layout, frozen)
-		return Add(base, singLoRADelta(inj, scope, spec, x))
+		return Add(dense(x, w, b, layout, frozen), singLoRADelta(inj, scope, spec, x))
 	case LoRA, LoRAPlus:
-		base := dense(x, w, b, layout, frozen)
-		return Add(base, loraDelta(inj, scope, spec, x))
+		return Add(dense(x, w, b, layout, frozen), loraDelta(inj, scope, spec, x))
 	case DoRA:
 		return doraForward(inj, scope, spec, x, w, b, layout, frozen)
 	}
@@ -85,13 +76,6 @@ func dense(x, w, b *Node, layout compute.DenseLayout, frozen bool) *Node {
 		y = Add(y, ExpandLeftToRank(b, y.Rank()))
 	}
 	return y
-}
-
-func (inj *Injection) modulesOrNil() []LinearSpec {
-	if inj == nil {
-		return nil
-	}
-	return inj.Modules
 }
 
 func adapterVar(scope *model.Scope, name, path string) *model.Variable {
