@@ -131,20 +131,30 @@ func SaveCheckpoint(dir string, store *model.Store, st State, extra func(tmpDir 
 			return fmt.Errorf("checkpoint: %w", err)
 		}
 	}
-	old := ""
-	if _, statErr := os.Stat(dir); statErr == nil {
-		old = tmp + ".old"
-		if err := os.Rename(dir, old); err != nil {
-			return fmt.Errorf("checkpoint: %w", err)
-		}
-	}
-	if err := os.Rename(tmp, dir); err != nil {
-		if old != "" {
-			_ = os.Rename(old, dir)
-		}
+	if err := replaceDir(tmp, dir); err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
-	safetensors.SyncDir(parent)
+	return nil
+}
+
+// replaceDir moves the complete folder tmp to dst: an existing dst is renamed aside first and
+// restored if the final rename fails, and removed only once tmp is in place. tmp must be a
+// sibling of dst (same file system); on error the caller still owns tmp.
+func replaceDir(tmp, dst string) error {
+	old := ""
+	if _, err := os.Stat(dst); err == nil {
+		old = tmp + ".old"
+		if err := os.Rename(dst, old); err != nil {
+			return err
+		}
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		if old != "" {
+			_ = os.Rename(old, dst)
+		}
+		return err
+	}
+	safetensors.SyncDir(filepath.Dir(dst))
 	if old != "" {
 		_ = os.RemoveAll(old)
 	}

@@ -369,17 +369,9 @@ func copyDir(src, dst string) error {
 		_ = os.RemoveAll(tmp)
 		return err
 	}
-	old := tmp + ".old"
-	if _, err := os.Stat(dst); err == nil {
-		if err := os.Rename(dst, old); err != nil {
-			_ = os.RemoveAll(tmp)
-			return err
-		}
-	}
-	if err := os.Rename(tmp, dst); err != nil {
-		_ = os.Rename(old, dst)
+	if err := replaceDir(tmp, dst); err != nil {
+		_ = os.RemoveAll(tmp)
 		return err
 	}
-	_ = os.RemoveAll(old)
 	return nil
 }
