@@ -37,13 +37,10 @@ type MethodSpec struct {
 	LR     float64 // encoder-adapter learning rate
 }
 
-// Defaults are the demo's methods, each at its own default learning rate: the paper's 1e-3 for
-// SingLoRA, PEFT's common 5e-4 for LoRA, and the head alone for the frozen baseline.
-var Defaults = []MethodSpec{
-	{Name: "frozen", Method: peft.Frozen, LR: 1e-2},
-	{Name: "lora", Method: peft.LoRA, LR: 5e-4},
-	{Name: "singlora", Method: peft.SingLoRA, LR: 1e-3},
-}
+// DefaultLR is each method's default learning rate in the demo: the paper's 1e-3 for SingLoRA,
+// PEFT's common 5e-4 for LoRA, LoRA+ and DoRA, 5e-5 for full fine-tuning, and 1e-2 for the
+// frozen baseline (the head alone).
+var DefaultLR = map[peft.Method]float64{peft.Frozen: 1e-2, peft.LoRA: 5e-4, peft.LoRAPlus: 5e-4, peft.DoRA: 5e-4, peft.SingLoRA: 1e-3, peft.Full: 5e-5}
 
 // Options configures a demo run.
 type Options struct {
@@ -314,7 +311,6 @@ func writeAtomic(path string, b []byte) error { return safetensors.WriteFileAtom
 
 // ParseMethods resolves a comma-separated method list to specs with default learning rates.
 func ParseMethods(s string) ([]MethodSpec, error) {
-	lrs := map[peft.Method]float64{peft.Frozen: 1e-2, peft.LoRA: 5e-4, peft.LoRAPlus: 5e-4, peft.DoRA: 5e-4, peft.SingLoRA: 1e-3, peft.Full: 5e-5}
 	var out []MethodSpec
 	for _, name := range strings.Split(s, ",") {
 		name = strings.TrimSpace(name)
@@ -325,7 +321,7 @@ func ParseMethods(s string) ([]MethodSpec, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, MethodSpec{Name: string(m), Method: m, LR: lrs[m]})
+		out = append(out, MethodSpec{Name: string(m), Method: m, LR: DefaultLR[m]})
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("no methods given")

@@ -50,9 +50,6 @@ func DemoData(cache, dir string, seed uint64) (finetune.Config, error) {
 	return c, nil
 }
 
-// DefaultLR is each method's default learning rate on the demo task.
-var DefaultLR = map[string]float64{"singlora": 1e-3, "lora": 5e-4, "loraplus": 5e-4, "dora": 5e-4, "full": 5e-5, "frozen": 1e-2}
-
 // Experiment is a named sweep of EXPERIMENTS.md.
 type Experiment struct {
 	Name        string
