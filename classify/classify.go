@@ -194,19 +194,28 @@ func (t *Task) Evaluate(backend compute.Backend, d *Data) (map[string]float64, e
 	if err != nil {
 		return nil, err
 	}
+	m, _, err := p.Score(d)
+	return m, err
+}
+
+// Score returns accuracy and mean cross-entropy ("accuracy", "loss") on d and the predicted
+// class of each example.
+func (p *Predictor) Score(d *Data) (map[string]float64, []int, error) {
 	lp, err := p.LogProbs(d.Rows)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	preds := make([]int, len(lp))
 	correct, loss := 0, 0.0
 	for i, row := range lp {
-		if Best(row) == d.Labels[i] {
+		preds[i] = Best(row)
+		if preds[i] == d.Labels[i] {
 			correct++
 		}
 		loss -= float64(row[d.Labels[i]])
 	}
 	n := float64(len(lp))
-	return map[string]float64{"accuracy": float64(correct) / n, "loss": loss / n}, nil
+	return map[string]float64{"accuracy": float64(correct) / n, "loss": loss / n}, preds, nil
 }
 
 // Best returns the index of the largest value.

@@ -294,11 +294,15 @@ func runMethod(ctx context.Context, o Options, ms MethodSpec, labels []string, t
 	if _, err := train.LoadCheckpoint(best, task.Store); err != nil {
 		return nil, err
 	}
-	val, err := task.Evaluate(o.Backend, valData)
+	p, err := task.NewPredictor(o.Backend)
 	if err != nil {
 		return nil, err
 	}
-	test, err := task.Evaluate(o.Backend, testData)
+	val, _, err := p.Score(valData)
+	if err != nil {
+		return nil, err
+	}
+	test, _, err := p.Score(testData)
 	if err != nil {
 		return nil, err
 	}

@@ -220,16 +220,21 @@ func (j *Job) Run(ctx context.Context, resume bool) (*Summary, error) {
 	if st.Wall == 0 {
 		s.TrainSeconds = time.Since(start).Seconds()
 	}
+	p, err := j.Task.NewPredictor(j.Backend)
+	if err != nil {
+		return nil, err
+	}
 	if j.Val.Len() > 0 {
-		if s.Val, err = j.Task.Evaluate(j.Backend, j.Val); err != nil {
+		var preds []int
+		if s.Val, preds, err = p.Score(j.Val); err != nil {
 			return nil, err
 		}
-		if err := j.writePredictions(); err != nil {
+		if err := j.writePredictions(preds); err != nil {
 			return nil, err
 		}
 	}
 	if j.Test != nil {
-		if s.Test, err = j.Task.Evaluate(j.Backend, j.Test); err != nil {
+		if s.Test, _, err = p.Score(j.Test); err != nil {
 			return nil, err
 		}
 	}
@@ -271,15 +276,8 @@ type Prediction struct {
 	Pred  string `json:"prediction"`
 }
 
-func (j *Job) writePredictions() error {
-	p, err := j.Task.NewPredictor(j.Backend)
-	if err != nil {
-		return err
-	}
-	preds, err := p.Predict(j.Val.Rows)
-	if err != nil {
-		return err
-	}
+// writePredictions writes the validation predictions (class ids, in j.Val's order).
+func (j *Job) writePredictions(preds []int) error {
 	var b []byte
 	for i, k := range preds {
 		js, _ := json.Marshal(Prediction{Text: j.Val.Texts[i], Label: j.Task.Labels[j.Val.Labels[i]], Pred: j.Task.Labels[k]})
