@@ -18,14 +18,19 @@ import (
 
 // MatmulT returns x·yᵀ over the trailing two axes, batched over the leading two:
 // x [A, C, M, K], y [A, C, N, K] → [A, C, M, N] (attention scores q·kᵀ).
-func MatmulT(x, y *Node) *Node {
-	checkBatched("MatmulT", x, y, 3)
+func MatmulT(x, y *Node) *Node { return GroupedMatmulT(x, y, 1) }
+
+// GroupedMatmulT is MatmulT for x whose M axis holds groups consecutive blocks of M/groups rows
+// (grouped-query attention: the query heads sharing one key/value head). The value is the same;
+// the gradient transposes each block separately, which keeps the transposes' strides short.
+func GroupedMatmulT(x, y *Node, groups int) *Node {
+	checkBatched("MatmulT", x, y, 3, groups)
 	var dz *Node
 	yc := IdentityWithCustomGradient(y, func(_, v *Node) *Node {
 		if dz == nil { // not reached through z: keep GoMLX's gradient
 			return v
 		}
-		return batchedDot(BatchTranspose(dz), x) // dy [N, K] = dzᵀ [N, M] · x [M, K]
+		return batchedDot(BatchTranspose(dz, groups), x) // dy [N, K] = dzᵀ [N, M] · x [M, K]
 	})
 	z := Dot(x, yc).General([]int{3}, []int{0, 1}, []int{3}, []int{0, 1})
 	return IdentityWithCustomGradient(z, func(_, v *Node) *Node {
@@ -36,14 +41,18 @@ func MatmulT(x, y *Node) *Node {
 
 // Matmul returns x·y over the trailing two axes, batched over the leading two:
 // x [A, C, M, K], y [A, C, K, N] → [A, C, M, N] (attention output p·v).
-func Matmul(x, y *Node) *Node {
-	checkBatched("Matmul", x, y, 2)
+func Matmul(x, y *Node) *Node { return GroupedMatmul(x, y, 1) }
+
+// GroupedMatmul is Matmul for x whose M axis holds groups consecutive blocks (see
+// GroupedMatmulT).
+func GroupedMatmul(x, y *Node, groups int) *Node {
+	checkBatched("Matmul", x, y, 2, groups)
 	var dz *Node
 	yc := IdentityWithCustomGradient(y, func(_, v *Node) *Node {
 		if dz == nil {
 			return v
 		}
-		return batchedDot(BatchTranspose(x), dz) // dy [K, N] = xᵀ [K, M] · dz [M, N]
+		return batchedDot(BatchTranspose(x, groups), dz) // dy [K, N] = xᵀ [K, M] · dz [M, N]
 	})
 	z := batchedDot(x, yc)
 	return IdentityWithCustomGradient(z, func(_, v *Node) *Node {
@@ -57,24 +66,42 @@ func batchedDot(x, y *Node) *Node {
 	return Dot(x, y).General([]int{3}, []int{0, 1}, []int{2}, []int{0, 1})
 }
 
-// BatchTranspose swaps the last two axes of x [A, C, M, N] → [A, C, N, M], as a [1, 0, 2]
-// permutation of [A·C, M, N] (copies of whole N-rows) followed by a 2-D transpose of the
-// [M, A·C·N] matrix. Both are transposes the pure-Go backend runs with dedicated loops (its
-// generic transpose costs several times more per element), and in this order the 2-D transpose
-// writes short contiguous runs into M-long rows.
-func BatchTranspose(x *Node) *Node {
-	if x.Rank() != 4 {
-		Panicf("BatchTranspose: want a rank-4 tensor, got %s", x.Shape())
+// BatchTranspose swaps the last two axes of x [A, C, G·L, N] → [A, C, N, G·L], where the third
+// axis is made of groups (G) blocks of L rows: each block is transposed on its own and the
+// blocks stay side by side, i.e. the result is the transpose of the [G·L, N] matrices.
+//
+// A block transpose is a [1, 0, 2] permutation of [A·C·G, L, N] (copies of whole N-rows)
+// followed by a 2-D transpose of the [L, A·C·G·N] matrix; the blocks are put back side by side
+// with a permutation that keeps the last axis (row copies again). These are the transposes the
+// pure-Go backend runs with dedicated loops; its generic transpose costs several times more
+// per element. The 2-D transpose writes into L-long rows; when L is a multiple of 512 (2 KiB
+// rows) its 32-row tiles hit the same few cache sets, so there the generic transpose is used.
+func BatchTranspose(x *Node, groups int) *Node {
+	if x.Rank() != 4 || groups < 1 || x.Shape().Dim(2)%groups != 0 {
+		Panicf("BatchTranspose: want a rank-4 tensor with a third axis divisible into %d groups, got %s", groups, x.Shape())
 	}
 	a, c, m, n := x.Shape().Dim(0), x.Shape().Dim(1), x.Shape().Dim(2), x.Shape().Dim(3)
-	t := TransposeAllDims(Reshape(x, a*c, m, n), 1, 0, 2) // [M, A·C, N]
-	t = Transpose(Reshape(t, m, a*c*n), 0, 1)             // [A·C·N, M]
+	l := m / groups
+	if l%512 == 0 {
+		t := TransposeAllDims(Reshape(x, a, c, groups, l, n), 0, 1, 2, 4, 3) // [A, C, G, N, L]
+		return Reshape(TransposeAllDims(t, 0, 1, 3, 2, 4), a, c, n, m)
+	}
+	g := a * c * groups
+	t := TransposeAllDims(Reshape(x, g, l, n), 1, 0, 2) // [L, A·C·G, N]
+	t = Transpose(Reshape(t, l, g*n), 0, 1)             // [A·C·G·N, L]
+	if groups == 1 {
+		return Reshape(t, a, c, n, m)
+	}
+	t = TransposeAllDims(Reshape(t, a, c, groups, n, l), 0, 1, 3, 2, 4) // [A, C, N, G, L]
 	return Reshape(t, a, c, n, m)
 }
 
 // checkBatched panics (as graph code does) unless x and y are rank 4 with equal batch axes and
-// matching contracting axes (x's 3 with y's yAxis).
-func checkBatched(name string, x, y *Node, yAxis int) {
+// matching contracting axes (x's 3 with y's yAxis), and x's third axis divides into groups.
+func checkBatched(name string, x, y *Node, yAxis, groups int) {
+	if groups < 1 || (x.Rank() == 4 && x.Shape().Dim(2)%groups != 0) {
+		Panicf("%s: cannot split %s into %d groups along axis 2", name, x.Shape(), groups)
+	}
 	if x.Rank() != 4 || y.Rank() != 4 {
 		Panicf("%s: want rank-4 operands, got %s and %s", name, x.Shape(), y.Shape())
 	}

@@ -11,9 +11,10 @@ import (
 	"github.com/singlora/singlora/backend"
 )
 
-// TestBatchedMatmulsMatchEinsum checks MatmulT, Matmul and BatchTranspose, values and gradients
-// with respect to both operands, against GoMLX's Einsum and its automatic gradient (float64),
-// on square and non-square trailing shapes.
+// TestBatchedMatmulsMatchEinsum checks (Grouped)MatmulT, (Grouped)Matmul and BatchTranspose,
+// values and gradients with respect to both operands, against GoMLX's Einsum, its automatic
+// gradient and its transpose (float64), on square and non-square trailing shapes, with and without
+// groups.
 func TestBatchedMatmulsMatchEinsum(t *testing.T) {
 	b, err := backend.Get()
 	if err != nil {
@@ -35,10 +36,14 @@ func TestBatchedMatmulsMatchEinsum(t *testing.T) {
 		name    string
 		a, c    int
 		m, k, n int
+		groups  int
 	}{
-		{"square", 2, 3, 5, 5, 5},
-		{"wide", 1, 2, 3, 7, 4},
-		{"tall", 2, 1, 9, 2, 6},
+		{"square", 2, 3, 5, 5, 5, 1},
+		{"wide", 1, 2, 3, 7, 4, 1},
+		{"tall", 2, 1, 9, 2, 6, 1},
+		{"grouped", 2, 2, 6, 3, 4, 2},
+		{"grouped3", 1, 2, 9, 2, 5, 3},
+		{"long-blocks", 1, 1, 1024, 2, 3, 2}, // blocks of 512 rows: the generic-transpose path
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -54,13 +59,13 @@ func TestBatchedMatmulsMatchEinsum(t *testing.T) {
 				exec, err := NewExec(b, func(x, y, w *Node) []*Node {
 					var z1, z2 *Node
 					if transposed {
-						z1, z2 = MatmulT(x, y), Einsum("acmk,acnk->acmn", x, y)
+						z1, z2 = GroupedMatmulT(x, y, tc.groups), Einsum("acmk,acnk->acmn", x, y)
 					} else {
-						z1, z2 = Matmul(x, y), Einsum("acmk,ackn->acmn", x, y)
+						z1, z2 = GroupedMatmul(x, y, tc.groups), Einsum("acmk,ackn->acmn", x, y)
 					}
 					g1 := Gradient(ReduceAllSum(Mul(z1, w)), x, y)
 					g2 := Gradient(ReduceAllSum(Mul(z2, w)), x, y)
-					bt := BatchTranspose(x)
+					bt := BatchTranspose(x, tc.groups)
 					return []*Node{z1, z2, g1[0], g2[0], g1[1], g2[1], bt, TransposeAllDims(x, 0, 1, 3, 2)}
 				})
 				if err != nil {

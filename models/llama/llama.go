@@ -21,6 +21,7 @@ import (
 	"github.com/gomlx/compute/dtypes"
 	"github.com/gomlx/compute/shapes"
 	. "github.com/gomlx/gomlx/core/graph" //nolint:revive // graph code reads better dot-imported
+	"github.com/gomlx/gomlx/ml/layers/activation"
 	"github.com/gomlx/gomlx/ml/model"
 	. "github.com/gomlx/gomlx/support/exceptions" //nolint:revive
 
@@ -282,24 +283,22 @@ func layer(c *Config, inj *peft.Injection, s *model.Scope, h, pos, bias, kCache,
 		k, v = kCache, vCache
 	}
 	// Grouped-query attention: query head i uses key/value head i / (heads/kvHeads) (HF repeat_kv).
-	if grp := c.Heads / c.KVHeads; grp > 1 {
-		rep := func(t *Node) *Node {
-			lk := t.Shape().Dim(2)
-			t = BroadcastToDims(ExpandAxes(t, 2), b, c.KVHeads, grp, lk, c.HeadDim)
-			return Reshape(t, b, c.Heads, lk, c.HeadDim)
-		}
-		k, v = rep(k), rep(v)
-	}
-	scores := MulScalar(Einsum("bhqd,bhkd->bhqk", q, k), 1/math.Sqrt(float64(c.HeadDim)))
-	w := Softmax(Add(scores, bias), -1)
-	o := Einsum("bhqk,bhkd->bhqd", w, v)
+	// The query heads of one group are consecutive, so q [B, heads, L, hd] reshapes to
+	// [B, kvHeads, group·L, hd] and each group multiplies its key/value head directly: no
+	// repeated copies of the keys and values (and no reduction of their gradients).
+	grp := c.Heads / c.KVHeads
+	lk := k.Shape().Dim(2)
+	q = Reshape(MulScalar(q, 1/math.Sqrt(float64(c.HeadDim))), b, c.KVHeads, grp*l, c.HeadDim)
+	scores := Reshape(hf.GroupedMatmulT(q, k, grp), b, c.Heads, l, lk)
+	w := Reshape(Softmax(Add(scores, bias), -1), b, c.KVHeads, grp*l, lk)
+	o := Reshape(hf.GroupedMatmul(w, v, grp), b, c.Heads, l, c.HeadDim)
 	o = Reshape(TransposeAllDims(o, 0, 2, 1, 3), b, l, c.Heads*c.HeadDim)
 	h = Add(h, peft.Linear(inj, att.At("o_proj"), o))
 	n = hf.RMSNorm(s.At("post_attention_layernorm"), h, c.RMSNormEps)
 	mlp := s.At("mlp")
 	gate := peft.Linear(inj, mlp.At("gate_proj"), n)
 	up := peft.Linear(inj, mlp.At("up_proj"), n)
-	act := Mul(Mul(gate, Sigmoid(gate)), up)
+	act := Mul(activation.Swish(gate), up) // SiLU: one fused op (and fused gradient) on the Go backend
 	return Add(h, peft.Linear(inj, mlp.At("down_proj"), act)), kCache, vCache
 }
 
