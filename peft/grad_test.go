@@ -22,10 +22,17 @@ var shapeCases = []layerCase{
 }
 
 // graphLossAndGrads evaluates the test loss and its gradient w.r.t. every adapter tensor.
-func graphLossAndGrads(t *testing.T, store *model.Store, inj *Injection, names []string, x, r []float64, n int, h *hostLayer) (float64, map[string][]float64) {
+func graphLossAndGrads(t *testing.T, store *model.Store, inj *Injection, names []string, x, r []float64, n int, h *hostLayer, rank3 bool) (float64, map[string][]float64) {
 	t.Helper()
 	exec, err := model.NewExec(testBackend(t), store, func(scope *model.Scope, xs []*Node) []*Node {
-		y := Linear(inj, scope.In("blk").In("lin"), xs[0])
+		in := xs[0]
+		if rank3 { // [n, in] as [1, n, in]: a batch and a sequence axis, as in the models
+			in = Reshape(in, 1, n, h.spec.In)
+		}
+		y := Linear(inj, scope.In("blk").In("lin"), in)
+		if rank3 {
+			y = Reshape(y, n, h.spec.Out)
+		}
 		loss := Add(ReduceAllSum(Mul(y, xs[1])), MulScalar(ReduceAllSum(Square(y)), 0.05))
 		g := loss.Graph()
 		var wrt []*Node
@@ -68,7 +75,18 @@ func TestGradientsMatchFiniteDifferences(t *testing.T) {
 				for _, at := range AdapterTensors(m, h.spec, cfg.Rank) {
 					names = append(names, at.Name)
 				}
-				loss, grads := graphLossAndGrads(t, store, inj, names, x, r, n, h)
+				loss, grads := graphLossAndGrads(t, store, inj, names, x, r, n, h, false)
+				loss3, grads3 := graphLossAndGrads(t, store, inj, names, x, r, n, h, true)
+				if math.Abs(loss3-loss) > 1e-12*math.Max(1, math.Abs(loss)) {
+					t.Fatalf("rank-3 input: loss %.15g, rank-2 %.15g", loss3, loss)
+				}
+				for nm, g := range grads3 {
+					for i := range g {
+						if math.Abs(g[i]-grads[nm][i]) > 1e-12*math.Max(1, math.Abs(grads[nm][i])) {
+							t.Fatalf("rank-3 input: %s[%d] = %.15g, rank-2 %.15g", nm, i, g[i], grads[nm][i])
+						}
+					}
+				}
 				if m == DoRA {
 					// DoRA's norm is a constant in backward: differentiate with it held at its current value.
 					w, _ := h.effectiveWeight()

@@ -100,14 +100,17 @@ func contractLast(x, m *Node) *Node {
 }
 
 // adapterMatmul computes x·Mᵀ for a thin adapter factor M [k, m] (x [..., m]), like contractLast,
-// but with M's gradient built in the layout the pure-Go backend runs without big transposes.
+// but with M's gradient built in the layout the pure-Go backend runs without big transposes or
+// copies.
 //
 // GoMLX's DotGeneral gradient for M is a DotGeneral contracting the leading (batch×sequence)
-// axis of the output gradient dy [N, k] with x [N, m]; the backend only runs contractions over
-// the lhs's last axis, so it transposes both operands first, one of them N×out or N×in (a full
+// axes of the output gradient dy [..., k] with x [..., m]; the backend only runs contractions over
+// the lhs's last axes, so it transposes both operands first, one of them N×out or N×in (a full
 // activation, single-threaded) for every adapted layer. Here dM = dyᵀ·x is computed as
-// Transpose(dy)·x when k is the small (rank) side, or as Transpose(Transpose(x)·dy) when m is,
-// so that only N×r and r×out tensors are transposed. The gradient w.r.t. x is GoMLX's own.
+// Transpose(dy)·x when k is the small (rank) side, or as Transpose(Transpose(x)·dy) when m is:
+// only the rank-sized operand (N×r) and the r×out result are transposed, and the big operand is
+// used in place, contracting its leading axes (a layout the backend multiplies directly; a
+// Reshape to 2-D would copy it, as it is still in use elsewhere).
 //
 // It works with public GoMLX API: an identity with a custom gradient on y records dy (reverse
 // mode visits y before M, whose only consumer is the Dot producing y), and an identity with a
@@ -120,19 +123,44 @@ func adapterMatmul(x, m *Node) *Node {
 		if dy == nil { // not reached through y (cannot happen in reverse mode): keep the default
 			return v
 		}
-		x2 := Reshape(x, -1, mm)  // [N, m]
-		dy2 := Reshape(dy, -1, k) // [N, k]
-		if k <= mm {              // dM [k, m] = dyᵀ [k, N] · x [N, m]
-			return Dot(Transpose(dy2, 0, 1), x2).Product()
+		lead := make([]int, x.Rank()-1) // the batch×sequence axes of x and dy
+		for i := range lead {
+			lead[i] = i
 		}
-		// dMᵀ [m, k] = xᵀ [m, N] · dy [N, k]
-		return Transpose(Dot(Transpose(x2, 0, 1), dy2).Product(), 0, 1)
+		if k <= mm { // dM [k, m] = dyᵀ [k, ...] · x [..., m]
+			return Dot(leadLast(dy), x).General(shiftAxes(lead, 1), nil, lead, nil)
+		}
+		// dMᵀ [m, k] = xᵀ [m, ...] · dy [..., k]
+		return Transpose(Dot(leadLast(x), dy).General(shiftAxes(lead, 1), nil, lead, nil), 0, 1)
 	})
 	y := contractLast(x, mc)
 	return IdentityWithCustomGradient(y, func(_, v *Node) *Node {
 		dy = v
 		return v
 	})
+}
+
+// leadLast moves the last axis of t [..., r] to the front: [r, ...] (for the thin, rank-sized
+// operands of adapterMatmul's gradient).
+func leadLast(t *Node) *Node {
+	if t.Rank() == 2 {
+		return Transpose(t, 0, 1)
+	}
+	perm := make([]int, t.Rank())
+	perm[0] = t.Rank() - 1
+	for i := 1; i < t.Rank(); i++ {
+		perm[i] = i - 1
+	}
+	return TransposeAllDims(t, perm...)
+}
+
+// shiftAxes returns axes each plus d.
+func shiftAxes(axes []int, d int) []int {
+	out := make([]int, len(axes))
+	for i, a := range axes {
+		out[i] = a + d
+	}
+	return out
 }
 
 // Ramp returns u = min(t/T, 1) as a scalar of dtype, t being the optimizer step counter.
