@@ -319,10 +319,19 @@ func encoderLayer(c *Config, inj *peft.Injection, s *model.Scope, x, bias *Node)
 	q := heads(peft.Linear(inj, self.At("query"), x))
 	k := heads(peft.Linear(inj, self.At("key"), x))
 	v := heads(peft.Linear(inj, self.At("value"), x))
-	scores := MulScalar(hf.MatmulT(q, k), 1/math.Sqrt(float64(hd)))
+	q = MulScalar(q, 1/math.Sqrt(float64(hd))) // scaling q: half the elements of the scores
 	if bias != nil {
-		scores = Add(scores, bias)
+		// scores + bias[b, key] as one product: q gets a column of ones and k a column holding
+		// the key's bias. The pure-Go backend adds a [B, 1, 1, L] bias to the [B, H, L, L]
+		// scores through its generic broadcasting iterator, several times slower per element
+		// than these two [B, H, L, hd+1] concatenations (and their gradient slices).
+		g := q.Graph()
+		ones := Ones(g, shapes.Make(q.DType(), b, c.Heads, l, 1))
+		keyBias := BroadcastToDims(Reshape(bias, b, 1, l, 1), b, c.Heads, l, 1)
+		q = Concatenate([]*Node{q, ones}, -1)
+		k = Concatenate([]*Node{k, keyBias}, -1)
 	}
+	scores := hf.MatmulT(q, k)
 	p := dropout(self, Softmax(scores, -1), c.AttentionDropout)
 	o := Reshape(TransposeAllDims(hf.Matmul(p, v), 0, 2, 1, 3), b, l, c.Hidden)
 	ao := s.At("attention").At("output")
