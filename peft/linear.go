@@ -9,6 +9,7 @@ import (
 	"github.com/gomlx/gomlx/ml/nn"
 	. "github.com/gomlx/gomlx/support/exceptions" //nolint:revive
 
+	"github.com/singlora/singlora/internal/fastops"
 	"github.com/singlora/singlora/optim"
 )
 
@@ -40,42 +41,102 @@ func Linear(inj *Injection, scope *model.Scope, x *Node) *Node {
 	if m, ok := inj.Module(path); ok && m.Layout == InOut {
 		layout = compute.DenseLayoutInputOutputs
 	}
-	frozen := !wVar.Trainable && scope.IsTraining(g)
+	mode := denseFused
+	if scope.IsTraining(g) {
+		mode = denseFrozen
+		if wVar.Trainable {
+			mode = denseTrainable
+		}
+	}
 	spec, adapted := inj.Target(path)
 	if !adapted {
-		return dense(x, w, b, layout, frozen)
+		return dense(x, w, b, layout, mode)
 	}
 	switch inj.Config.Method {
 	case SingLoRA:
-		return Add(dense(x, w, b, layout, frozen), singLoRADelta(inj, scope, spec, x))
+		return Add(dense(x, w, b, layout, mode), singLoRADelta(inj, scope, spec, x))
 	case LoRA, LoRAPlus:
-		return Add(dense(x, w, b, layout, frozen), loraDelta(inj, scope, spec, x))
+		return Add(dense(x, w, b, layout, mode), loraDelta(inj, scope, spec, x))
 	case DoRA:
-		return doraForward(inj, scope, spec, x, w, b, layout, frozen)
+		return doraForward(inj, scope, spec, x, w, b, layout, mode)
 	}
-	return dense(x, w, b, layout, frozen)
+	return dense(x, w, b, layout, mode)
 }
 
-// dense computes x·Wᵀ + b (x·W + b for layout InOut). A frozen weight in a training graph is
-// contracted with a plain DotGeneral instead of nn.Dense: the pure-Go backend's fused dense
-// backward (FusedDenseVJP) always computes the weight gradient (a transpose of the output
-// gradient and a full-size matmul) even when nothing uses it, while the plain Dot's gradient
-// only builds what is asked for (the input gradient; the backend drops the rest). On the
-// bert-base-4l SingLoRA step that is about a third of the step time (see PERFORMANCE.md).
-// Inference graphs and trainable weights keep the fused op.
-func dense(x, w, b *Node, layout compute.DenseLayout, frozen bool) *Node {
-	if !frozen {
+// denseMode says how dense builds a layer: the fused op (inference graphs), a plain product whose
+// gradient is only the input's (a frozen weight in a training graph), or a plain product with a
+// hand-built weight gradient (a trainable weight in a training graph).
+type denseMode int
+
+const (
+	denseFused denseMode = iota
+	denseFrozen
+	denseTrainable
+)
+
+// dense computes x·Wᵀ + b (x·W + b for layout InOut).
+//
+// Inference graphs use nn.Dense (the backend's fused dense op). In training graphs the weight is
+// contracted with a plain DotGeneral plus a bias add instead: the pure-Go backend's fused dense
+// backward (FusedDenseVJP) always computes the weight gradient, even for a frozen weight where
+// nothing uses it (about a third of the bert-base-4l SingLoRA step; see PERFORMANCE.md), and for a
+// trainable weight it transposes the output gradient with a single-threaded loop (~10% of the
+// bert-base-4l full fine-tuning step). A frozen weight's product gets GoMLX's own gradient, which
+// is only the input's. A trainable weight's gradient is built by weightGrad.
+func dense(x, w, b *Node, layout compute.DenseLayout, mode denseMode) *Node {
+	if mode == denseFused {
 		return nn.Dense(x, w, b, layout)
 	}
 	wAxis := 1 // w [out, in]
 	if layout == compute.DenseLayoutInputOutputs {
 		wAxis = 0 // w [in, out]
 	}
-	y := Dot(x, w).General([]int{x.Rank() - 1}, nil, []int{wAxis}, nil)
+	var y *Node
+	if mode == denseTrainable {
+		var dy *Node
+		wc := IdentityWithCustomGradient(w, func(_, v *Node) *Node {
+			if dy == nil { // not reached through y: keep GoMLX's gradient
+				return v
+			}
+			return weightGrad(x, dy, layout)
+		})
+		y = Dot(x, wc).General([]int{x.Rank() - 1}, nil, []int{wAxis}, nil)
+		y = IdentityWithCustomGradient(y, func(_, v *Node) *Node {
+			dy = v
+			return v
+		})
+	} else {
+		y = Dot(x, w).General([]int{x.Rank() - 1}, nil, []int{wAxis}, nil)
+	}
 	if b != nil {
 		y = Add(y, ExpandLeftToRank(b, y.Rank()))
 	}
 	return y
+}
+
+// weightGrad returns the gradient of a dense layer's weight from its input x [..., in] and output
+// gradient dy [..., out]: dyᵀ·x [out, in] for layout OutIn, xᵀ·dy [in, out] for InOut. GoMLX's
+// own form contracts the leading (batch×sequence) axes of both, which the pure-Go backend runs by
+// transposing both full activations with its generic transpose. Here one of them is reshaped to
+// [N, ·] and transposed with the fast 2-D transpose (fastops.Transpose2D), and the other is used in
+// place, contracting its leading axes.
+func weightGrad(x, dy *Node, layout compute.DenseLayout) *Node {
+	lead := make([]int, x.Rank()-1)
+	n := 1
+	for i := range lead {
+		lead[i] = i
+		n *= x.Shape().Dim(i)
+	}
+	leadDims := x.Shape().Dimensions[:x.Rank()-1]
+	transposed := func(t *Node) *Node { // t [..., k] → [k, ...]
+		k := t.Shape().Dim(-1)
+		tt := fastops.Transpose2D(Reshape(t, n, k))
+		return Reshape(tt, append([]int{k}, leadDims...)...)
+	}
+	if layout == compute.DenseLayoutInputOutputs {
+		return Dot(transposed(x), dy).General(shiftAxes(lead, 1), nil, lead, nil) // [in, out]
+	}
+	return Dot(transposed(dy), x).General(shiftAxes(lead, 1), nil, lead, nil) // [out, in]
 }
 
 func adapterVar(scope *model.Scope, name, path string) *model.Variable {
@@ -223,7 +284,7 @@ func doraWeightNorm(w, a, b *Node, s float64, layout compute.DenseLayout) *Node 
 	return StopGradient(Sqrt(sq))
 }
 
-func doraForward(inj *Injection, scope *model.Scope, spec LinearSpec, x, w, bias *Node, layout compute.DenseLayout, frozen bool) *Node {
+func doraForward(inj *Injection, scope *model.Scope, spec LinearSpec, x, w, bias *Node, layout compute.DenseLayout, mode denseMode) *Node {
 	g := x.Graph()
 	a := adapterVar(scope, NameLoRAA, spec.Path).NodeValue(g)
 	b := adapterVar(scope, NameLoRAB, spec.Path).NodeValue(g)
@@ -231,7 +292,7 @@ func doraForward(inj *Injection, scope *model.Scope, spec LinearSpec, x, w, bias
 	s := inj.Config.Scale()
 	norm := doraWeightNorm(w, a, b, s, layout)
 	scale := Div(m, norm) // [out]
-	base := dense(x, w, nil, layout, frozen)
+	base := dense(x, w, nil, layout, mode)
 	h := MulScalar(contractLast(adapterInput(inj, scope, x), a), s)
 	y := Mul(Add(base, contractLast(h, b)), ExpandLeftToRank(scale, base.Rank()))
 	if bias != nil {

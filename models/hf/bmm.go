@@ -3,6 +3,8 @@ package hf
 import (
 	. "github.com/gomlx/gomlx/core/graph"         //nolint:revive // graph code reads better dot-imported
 	. "github.com/gomlx/gomlx/support/exceptions" //nolint:revive
+
+	"github.com/singlora/singlora/internal/fastops"
 )
 
 // The attention products are batched matrix products over [A, C, M, K]-shaped tensors (batch,
@@ -66,35 +68,10 @@ func batchedDot(x, y *Node) *Node {
 	return Dot(x, y).General([]int{3}, []int{0, 1}, []int{2}, []int{0, 1})
 }
 
-// BatchTranspose swaps the last two axes of x [A, C, G·L, N] → [A, C, N, G·L], where the third
-// axis is made of groups (G) blocks of L rows: each block is transposed on its own and the
-// blocks stay side by side, i.e. the result is the transpose of the [G·L, N] matrices.
-//
-// A block transpose is a [1, 0, 2] permutation of [A·C·G, L, N] (copies of whole N-rows)
-// followed by a 2-D transpose of the [L, A·C·G·N] matrix; the blocks are put back side by side
-// with a permutation that keeps the last axis (row copies again). These are the transposes the
-// pure-Go backend runs with dedicated loops; its generic transpose costs several times more
-// per element. The 2-D transpose writes into L-long rows; when L is a multiple of 512 (2 KiB
-// rows) its 32-row tiles hit the same few cache sets, so there the generic transpose is used.
-func BatchTranspose(x *Node, groups int) *Node {
-	if x.Rank() != 4 || groups < 1 || x.Shape().Dim(2)%groups != 0 {
-		Panicf("BatchTranspose: want a rank-4 tensor with a third axis divisible into %d groups, got %s", groups, x.Shape())
-	}
-	a, c, m, n := x.Shape().Dim(0), x.Shape().Dim(1), x.Shape().Dim(2), x.Shape().Dim(3)
-	l := m / groups
-	if l%512 == 0 {
-		t := TransposeAllDims(Reshape(x, a, c, groups, l, n), 0, 1, 2, 4, 3) // [A, C, G, N, L]
-		return Reshape(TransposeAllDims(t, 0, 1, 3, 2, 4), a, c, n, m)
-	}
-	g := a * c * groups
-	t := TransposeAllDims(Reshape(x, g, l, n), 1, 0, 2) // [L, A·C·G, N]
-	t = Transpose(Reshape(t, l, g*n), 0, 1)             // [A·C·G·N, L]
-	if groups == 1 {
-		return Reshape(t, a, c, n, m)
-	}
-	t = TransposeAllDims(Reshape(t, a, c, groups, n, l), 0, 1, 3, 2, 4) // [A, C, N, G, L]
-	return Reshape(t, a, c, n, m)
-}
+// BatchTranspose swaps the last two axes of x [A, C, G·L, N] → [A, C, N, G·L] with the pure-Go
+// backend's fast transposes, each of the groups blocks of L rows on its own (see
+// fastops.BatchTranspose).
+func BatchTranspose(x *Node, groups int) *Node { return fastops.BatchTranspose(x, groups) }
 
 // checkBatched panics (as graph code does) unless x and y are rank 4 with equal batch axes and
 // matching contracting axes (x's 3 with y's yAxis), and x's third axis divides into groups.
