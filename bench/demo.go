@@ -40,6 +40,7 @@ func DemoWorkload(method string) (Workload, error) {
 		if err := inj.Attach(task.Store); err != nil {
 			return nil, err
 		}
+		task.Streams = Streams
 		rng := rand.New(rand.NewPCG(3, 4))
 		perm := rng.Perm(len(ex))[:DemoBatch]
 		texts := make([]string, DemoBatch)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/singlora/singlora/backend"
 	"github.com/singlora/singlora/classify"
+	"github.com/singlora/singlora/internal/fastops"
 	"github.com/singlora/singlora/models/bert"
 	"github.com/singlora/singlora/models/hf"
 	"github.com/singlora/singlora/models/llama"
@@ -22,6 +23,11 @@ import (
 
 // Presets lists the preset names, in the order "singlora bench --preset all" runs them.
 var Presets = []string{"layer", "bert-base-4l", "llama-tiny", "demo"}
+
+// Streams is how many independent chains the bert-base-4l and demo steps split their batch into
+// (fastops.Streams; the same math, overlapped better by the pure-Go backend). The bench command's
+// --streams sets it; 1 is the plain single-chain step.
+var Streams = 2
 
 // DefaultMethods are the methods a preset runs when none is asked for: SingLoRA and LoRA (the
 // SingLoRA/LoRA step ratio is a target), plus the naive ΔW SingLoRA for the layer preset.
@@ -229,7 +235,7 @@ func BertWorkload(s BertShape, method string) (Workload, error) {
 		trainable = linear
 	}
 	w := Workload{Name: s.Name + "/" + string(m), Method: string(m), GFLOP: nominalGFLOP(linear+attn, trainable),
-		Shape: fmt.Sprintf("B=%d L=%d hidden=%d heads=%d ffn=%d layers=%d vocab=%d r=%d", s.Batch, s.Seq, s.Hidden, s.Heads, s.FFN, s.Layers, s.Vocab, s.Rank)}
+		Shape: fmt.Sprintf("B=%d L=%d hidden=%d heads=%d ffn=%d layers=%d vocab=%d r=%d streams=%d", s.Batch, s.Seq, s.Hidden, s.Heads, s.FFN, s.Layers, s.Vocab, s.Rank, Streams)}
 	w.Setup = func() (func() error, error) {
 		c := &bert.Config{ModelType: "bert", Architecture: "BertModel", VocabSize: s.Vocab, Hidden: s.Hidden, Intermediate: s.FFN,
 			Layers: s.Layers, Heads: s.Heads, MaxPositions: s.MaxPos, Types: 2, LayerNormEps: 1e-12, HiddenAct: "gelu", NumLabels: 2}
@@ -284,9 +290,12 @@ func BertWorkload(s BertShape, method string) (Workload, error) {
 			return nil, err
 		}
 		loss := func(scope *model.Scope, in []*Node) *Node {
-			hs := bert.Encode(c, inj, scope, in[0], nil, in[1])
-			cls := Squeeze(Slice(hs, AxisRange(), AxisRange(0, 1)), 1)
-			return classify.CrossEntropy(peft.Linear(nil, scope.At("classifier"), cls), in[2])
+			logits := fastops.Streams(Streams, in[:2], func(in []*Node) *Node {
+				hs := bert.Encode(c, inj, scope, in[0], nil, in[1])
+				cls := Squeeze(Slice(hs, AxisRange(), AxisRange(0, 1)), 1)
+				return peft.Linear(nil, scope.At("classifier"), cls)
+			})
+			return classify.CrossEntropy(logits, in[2])
 		}
 		ids := make([]int32, s.Batch*s.Seq)
 		for i := range ids {

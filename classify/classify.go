@@ -14,6 +14,7 @@ import (
 	"github.com/gomlx/gomlx/core/tensors"
 	"github.com/gomlx/gomlx/ml/model"
 
+	"github.com/singlora/singlora/internal/fastops"
 	"github.com/singlora/singlora/peft"
 	"github.com/singlora/singlora/train"
 )
@@ -47,6 +48,10 @@ type Task struct {
 	FeatureScale float64
 	// PadTo is the multiple sequence lengths are padded to (fewer distinct compiled shapes).
 	PadTo int
+	// Streams splits each batch into this many equal parts computed as independent chains of
+	// ops (fastops.Streams), which the pure-Go backend overlaps on its cores; 0 or 1: one chain.
+	// The logits are the same; gradient sums may differ in the last bits (summation order).
+	Streams int
 }
 
 // InitHead creates the head variables (small random weights from seed, zero bias) if absent.
@@ -70,6 +75,10 @@ func (t *Task) InitHead(seed uint64) error {
 
 // Logits computes [batch, NumClasses] logits.
 func (t *Task) Logits(scope *model.Scope, ids, mask *Node) *Node {
+	return fastops.Streams(t.Streams, []*Node{ids, mask}, func(in []*Node) *Node { return t.logits(scope, in[0], in[1]) })
+}
+
+func (t *Task) logits(scope *model.Scope, ids, mask *Node) *Node {
 	f := t.Enc.Embed(t.Inj, scope, ids, mask)
 	if t.FeatureScale != 0 && t.FeatureScale != 1 {
 		f = MulScalar(f, t.FeatureScale)

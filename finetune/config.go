@@ -58,11 +58,26 @@ type Config struct {
 	Steps       int64   `json:"steps,omitempty" yaml:"steps"` // overrides Epochs when > 0
 	Seed        uint64  `json:"seed" yaml:"seed"`
 	MaxLength   int     `json:"max_length,omitempty" yaml:"max_length"`
+	// Streams splits each classification batch into this many independent chains of ops (the same
+	// math; the pure-Go backend overlaps them on its cores). 0 means DefaultStreams.
+	Streams int `json:"streams,omitempty" yaml:"streams"`
 
 	EvalEvery       int64  `json:"eval_every" yaml:"eval_every"`
 	CheckpointEvery int64  `json:"checkpoint_every" yaml:"checkpoint_every"`
 	EarlyMetric     string `json:"early_stopping_metric" yaml:"early_stopping_metric"`
 	Patience        int    `json:"patience" yaml:"patience"`
+}
+
+// DefaultStreams is the number of independent chains a classification batch is split into when
+// the config does not say (see Config.Streams and fastops.Streams).
+const DefaultStreams = 2
+
+// StreamCount returns the configured number of streams (DefaultStreams for 0).
+func (c *Config) StreamCount() int {
+	if c.Streams == 0 {
+		return DefaultStreams
+	}
+	return c.Streams
 }
 
 // Default returns the defaults: SingLoRA r=α=8 on all linear layers of the demo encoder, T = 1%
@@ -142,6 +157,8 @@ func (c *Config) Validate() error {
 	switch {
 	case c.Batch < 1:
 		return fmt.Errorf("batch size must be ≥ 1")
+	case c.Streams < 0:
+		return fmt.Errorf("streams must be ≥ 0 (0: the default, %d)", DefaultStreams)
 	case c.Accum < 1:
 		return fmt.Errorf("gradient accumulation steps must be ≥ 1")
 	case c.Steps <= 0 && c.Epochs <= 0:

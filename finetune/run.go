@@ -132,7 +132,7 @@ func Prepare(c Config, dir string, backend compute.Backend, out io.Writer) (*Job
 		return nil, err
 	}
 	task := &classify.Task{Enc: enc, Inj: inj, Store: store, NumClasses: len(labels), Labels: labels,
-		FeatureScale: featureScale(c, enc), PadTo: 16}
+		FeatureScale: featureScale(c, enc), PadTo: 16, Streams: c.StreamCount()}
 	if err := task.InitHead(c.Seed); err != nil {
 		return nil, err
 	}

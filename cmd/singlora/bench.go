@@ -29,7 +29,7 @@ singlora bench --preset bert-base-4l --method singlora --compare-torch --reps 3`
 
 type benchFlags struct {
 	preset, method, workload, only, cpuProfile, python, torchScript string
-	steps, warmup, reps                                             int
+	steps, warmup, reps, streams                                    int
 	jsonOut, inproc, compare                                        bool
 }
 
@@ -40,6 +40,7 @@ func runBench(args []string) error {
 	fs.StringVar(&f.method, "method", "", "comma-separated methods (singlora, lora, full, ...; naive for the layer preset); default: the preset's")
 	fs.IntVar(&f.steps, "steps", 10, "timed steps per workload (the median is reported)")
 	fs.IntVar(&f.warmup, "warmup", 3, "untimed steps before timing (the first compiles the graph)")
+	fs.IntVar(&f.streams, "streams", bench.Streams, "bert-base-4l and demo: split the batch into this many independent chains (1: a single chain; same math)")
 	fs.BoolVar(&f.jsonOut, "json", false, "print one JSON object per workload instead of a table")
 	fs.StringVar(&f.workload, "workload", "", "run only this workload (\"bert-base-4l/singlora\") in this process")
 	fs.StringVar(&f.only, "only", "", "keep only workloads whose name contains this string (e.g. 4096x4096)")
@@ -55,6 +56,10 @@ func runBench(args []string) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %v", fs.Args())
 	}
+	if f.streams < 1 {
+		return fmt.Errorf("--streams must be ≥ 1, got %d", f.streams)
+	}
+	bench.Streams = f.streams
 	if f.workload != "" {
 		w, err := bench.Find(f.workload)
 		if err != nil {
@@ -136,7 +141,7 @@ func runChild(name string, f benchFlags) (bench.Result, error) {
 	if err != nil {
 		return bench.Result{}, err
 	}
-	return runJSON(exe, []string{"bench", "--workload", name, "--steps", strconv.Itoa(f.steps), "--warmup", strconv.Itoa(f.warmup)}, nil)
+	return runJSON(exe, []string{"bench", "--workload", name, "--steps", strconv.Itoa(f.steps), "--warmup", strconv.Itoa(f.warmup), "--streams", strconv.Itoa(f.streams)}, nil)
 }
 
 // runJSON runs a command whose stdout's last non-empty line is a Result in JSON.
@@ -236,7 +241,7 @@ func compareTorch(ws []bench.Workload, f benchFlags) error {
 			var g, t bench.Result
 			runGo := func() error {
 				var err error
-				g, err = runJSON(exe, []string{"bench", "--workload", w.Name, "--steps", strconv.Itoa(f.steps), "--warmup", strconv.Itoa(f.warmup)}, nil)
+				g, err = runJSON(exe, []string{"bench", "--workload", w.Name, "--steps", strconv.Itoa(f.steps), "--warmup", strconv.Itoa(f.warmup), "--streams", strconv.Itoa(f.streams)}, nil)
 				if n := demoSeqOf(g.Shape); n > 0 {
 					demoSeq = n
 				}

@@ -69,6 +69,7 @@ func runTrain(args []string) error {
 	fs.Float64Var(&c.ClipNorm, "clip", d.ClipNorm, "clip the global gradient norm (0: off)")
 	fs.IntVar(&c.Batch, "batch", d.Batch, "batch size")
 	fs.IntVar(&c.Accum, "accum", d.Accum, "gradient accumulation steps")
+	fs.IntVar(&c.Streams, "streams", 0, fmt.Sprintf("classification: split each batch into this many independent chains (same math, better use of the cores; default %d)", finetune.DefaultStreams))
 	fs.Float64Var(&c.Epochs, "epochs", d.Epochs, "epochs")
 	fs.Int64Var(&c.Steps, "steps", 0, "optimizer steps (overrides --epochs)")
 	fs.Uint64Var(&c.Seed, "seed", d.Seed, "seed (split, init, data order, dropout)")
@@ -201,6 +202,7 @@ func apply(cfg *finetune.Config, f finetune.Config, set map[string]bool) {
 	fl("clip", &cfg.ClipNorm, f.ClipNorm)
 	i("batch", &cfg.Batch, f.Batch)
 	i("accum", &cfg.Accum, f.Accum)
+	i("streams", &cfg.Streams, f.Streams)
 	fl("epochs", &cfg.Epochs, f.Epochs)
 	i64("steps", &cfg.Steps, f.Steps)
 	if set["seed"] {

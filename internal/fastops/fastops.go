@@ -55,3 +55,35 @@ func Transpose2D(x *Node) *Node {
 	}
 	return Reshape(BatchTranspose(Reshape(x, 1, 1, m, n), m/256), n, m)
 }
+
+// Streams runs f on n equal slices of the batch (leading) axis of every input and concatenates
+// f's results along that axis: the same values as f(inputs) for any f that treats batch rows
+// independently, computed as n independent chains of ops. The pure-Go backend runs each
+// element-wise op on one core but runs independent ops side by side, so while one chain is in a
+// single-threaded stretch (bias and residual adds, a LayerNorm) another can use the second core.
+// n is reduced to the largest divisor of the batch size not above it; n ≤ 1 calls f once.
+func Streams(n int, inputs []*Node, f func(part []*Node) *Node) *Node {
+	if len(inputs) == 0 {
+		Panicf("Streams: no inputs")
+	}
+	batch := inputs[0].Shape().Dim(0)
+	for n > 1 && batch%n != 0 {
+		n--
+	}
+	if n <= 1 {
+		return f(inputs)
+	}
+	size := batch / n
+	outs := make([]*Node, n)
+	for i := range outs {
+		part := make([]*Node, len(inputs))
+		for j, in := range inputs {
+			if in.Shape().Dim(0) != batch {
+				Panicf("Streams: input %d has batch %d, input 0 has %d", j, in.Shape().Dim(0), batch)
+			}
+			part[j] = Slice(in, AxisRange(i*size, (i+1)*size))
+		}
+		outs[i] = f(part)
+	}
+	return Concatenate(outs, 0)
+}
