@@ -33,6 +33,10 @@ type Encoder interface {
 	PadBatch(rows [][]int, multiple int) (ids, mask *tensors.Tensor)
 }
 
+// DefaultStreams is the Streams value the demo and `singlora train` use: two chains let the
+// pure-Go backend keep both cores of a laptop busy (see PERFORMANCE.md, change 11).
+const DefaultStreams = 2
+
 // HeadScope is the scope of the classification head; list it in peft.Config.ModulesToSave.
 const HeadScope = "head"
 

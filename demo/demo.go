@@ -211,7 +211,7 @@ func Setup(dir string, ms MethodSpec, rank int, labels []string, seed uint64) (*
 		return nil, nil, err
 	}
 	task := &classify.Task{Enc: m, Inj: inj, Store: m.Store, NumClasses: len(labels), Labels: labels,
-		FeatureScale: math.Sqrt(float64(m.EmbedDim())), PadTo: 16}
+		FeatureScale: math.Sqrt(float64(m.EmbedDim())), PadTo: 16, Streams: classify.DefaultStreams}
 	if err := task.InitHead(seed); err != nil {
 		return nil, nil, err
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/singlora/singlora/optim"
 
+	"github.com/singlora/singlora/classify"
 	"github.com/singlora/singlora/peft"
 )
 
@@ -70,7 +71,7 @@ type Config struct {
 
 // DefaultStreams is the number of independent chains a classification batch is split into when
 // the config does not say (see Config.Streams and fastops.Streams).
-const DefaultStreams = 2
+const DefaultStreams = classify.DefaultStreams
 
 // StreamCount returns the configured number of streams (DefaultStreams for 0).
 func (c *Config) StreamCount() int {
