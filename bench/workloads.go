@@ -416,7 +416,7 @@ func LlamaWorkload(s LlamaShape, method string) (Workload, error) {
 		}
 		inputs := []*tensors.Tensor{tensors.FromFlatDataAndDimensions(ids, s.Batch, s.Seq),
 			tensors.FromFlatDataAndDimensions(targets, s.Batch, s.Seq), tensors.FromFlatDataAndDimensions(lossMask, s.Batch, s.Seq)}
-		return stepper(store, llama.LossFn(c, inj), inputs)
+		return stepper(store, llama.StreamedLossFn(c, inj, Streams), inputs)
 	}
 	return w, nil
 }

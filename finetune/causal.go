@@ -32,7 +32,7 @@ type causalModel struct {
 	loss    func(inj *peft.Injection) train.LossFn
 }
 
-func loadCausal(dir string, store *model.Store) (*causalModel, error) {
+func loadCausal(dir string, store *model.Store, streams int) (*causalModel, error) {
 	rc, err := hf.ReadConfig(dir)
 	if err != nil {
 		return nil, err
@@ -44,13 +44,13 @@ func loadCausal(dir string, store *model.Store) (*causalModel, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &causalModel{kind: "llama", linears: llama.Linears(c), loss: func(inj *peft.Injection) train.LossFn { return llama.LossFn(c, inj) }}, nil
+		return &causalModel{kind: "llama", linears: llama.Linears(c), loss: func(inj *peft.Injection) train.LossFn { return llama.StreamedLossFn(c, inj, streams) }}, nil
 	case "gpt2":
 		c, err := gpt2.Load(dir, store)
 		if err != nil {
 			return nil, err
 		}
-		return &causalModel{kind: "gpt2", linears: gpt2.Linears(c), loss: func(inj *peft.Injection) train.LossFn { return gpt2.LossFn(c, inj) }}, nil
+		return &causalModel{kind: "gpt2", linears: gpt2.Linears(c), loss: func(inj *peft.Injection) train.LossFn { return gpt2.StreamedLossFn(c, inj, streams) }}, nil
 	}
 	return nil, fmt.Errorf("%s: model_type %q is not a causal LM singlora trains (llama, mistral, qwen2, gpt2)", dir, mt)
 }
@@ -165,7 +165,7 @@ func PrepareCausal(c Config, dir string, backend compute.Backend, out io.Writer)
 		return nil, err
 	}
 	store := model.NewStore()
-	cm, err := loadCausal(c.Model, store)
+	cm, err := loadCausal(c.Model, store, c.StreamCount())
 	if err != nil {
 		return nil, err
 	}

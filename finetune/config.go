@@ -59,7 +59,7 @@ type Config struct {
 	Steps       int64   `json:"steps,omitempty" yaml:"steps"` // overrides Epochs when > 0
 	Seed        uint64  `json:"seed" yaml:"seed"`
 	MaxLength   int     `json:"max_length,omitempty" yaml:"max_length"`
-	// Streams splits each classification batch into this many independent chains of ops (the same
+	// Streams splits each training batch into this many independent chains of ops (the same
 	// math; the pure-Go backend overlaps them on its cores). 0 means DefaultStreams.
 	Streams int `json:"streams,omitempty" yaml:"streams"`
 

@@ -69,7 +69,7 @@ func runTrain(args []string) error {
 	fs.Float64Var(&c.ClipNorm, "clip", d.ClipNorm, "clip the global gradient norm (0: off)")
 	fs.IntVar(&c.Batch, "batch", d.Batch, "batch size")
 	fs.IntVar(&c.Accum, "accum", d.Accum, "gradient accumulation steps")
-	fs.IntVar(&c.Streams, "streams", 0, fmt.Sprintf("classification: split each batch into this many independent chains (same math, better use of the cores; default %d)", finetune.DefaultStreams))
+	fs.IntVar(&c.Streams, "streams", 0, fmt.Sprintf("split each batch into this many independent chains (same math, better use of the cores; default %d)", finetune.DefaultStreams))
 	fs.Float64Var(&c.Epochs, "epochs", d.Epochs, "epochs")
 	fs.Int64Var(&c.Steps, "steps", 0, "optimizer steps (overrides --epochs)")
 	fs.Uint64Var(&c.Seed, "seed", d.Seed, "seed (split, init, data order, dropout)")

@@ -13,6 +13,8 @@ import (
 	"github.com/gomlx/gomlx/ml/layers/activation"
 	"github.com/gomlx/gomlx/ml/model"
 	. "github.com/gomlx/gomlx/support/exceptions" //nolint:revive
+
+	"github.com/singlora/singlora/internal/fastops"
 )
 
 // Param returns the value of variable name in scope, panicking (as graph code does) with the
@@ -92,6 +94,11 @@ func Activation(name string, x *Node) *Node {
 // one-hot product and their automatic gradient make about 15. The reference form is
 // maskedCrossEntropyDecomposed; TestMaskedCrossEntropy compares the two, values and gradients.
 func MaskedCrossEntropy(logits, targets, mask *Node) *Node {
+	return MeanOfSums(maskedCrossEntropySums(logits, targets, mask))
+}
+
+// maskedCrossEntropySums returns [Σ nll·mask, Σ mask] (see MaskedCrossEntropy).
+func maskedCrossEntropySums(logits, targets, mask *Node) *Node {
 	g := logits.Graph()
 	v := logits.Shape().Dim(-1)
 	lead := logits.Shape().Dimensions[:logits.Rank()-1]
@@ -124,7 +131,34 @@ func MaskedCrossEntropy(logits, targets, mask *Node) *Node {
 		return vjp
 	})
 	mf := ConvertDType(mask, logits.DType())
-	return Div(ReduceAllSum(Mul(nll, mf)), MaxScalar(ReduceAllSum(mf), 1.0))
+	return Stack([]*Node{ReduceAllSum(Mul(nll, mf)), ReduceAllSum(mf)}, 0)
+}
+
+// MeanOfSums turns a [2] (Σ nll·mask, Σ mask) pair, or an [n, 2] stack of them, into the masked
+// mean Σ nll·mask / max(Σ mask, 1).
+func MeanOfSums(sums *Node) *Node {
+	if sums.Rank() == 2 {
+		sums = ReduceSum(sums, 0)
+	}
+	num := Reshape(Slice(sums, AxisRange(0, 1)))
+	den := Reshape(Slice(sums, AxisRange(1, 2)))
+	return Div(num, MaxScalar(den, 1.0))
+}
+
+// CausalLoss is the masked cross-entropy of a language model over a batch split into streams
+// independent chains (fastops.Streams): logitsFn computes the logits of one part from its ids and
+// attention mask (nil when in has 3 inputs); in = ids, targets, loss mask[, attention mask]. The
+// parts' sums are added before dividing, so the result equals MaskedCrossEntropy over the whole
+// batch.
+func CausalLoss(streams int, in []*Node, logitsFn func(ids, mask *Node) *Node) *Node {
+	sums := fastops.Streams(streams, in, func(p []*Node) *Node {
+		var mask *Node
+		if len(p) > 3 {
+			mask = p[3]
+		}
+		return ExpandAxes(maskedCrossEntropySums(logitsFn(p[0], mask), p[1], p[2]), 0) // [1, 2]
+	})
+	return MeanOfSums(sums)
 }
 
 // maskedCrossEntropyDecomposed is MaskedCrossEntropy through LogSoftmax and a one-hot product,

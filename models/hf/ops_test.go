@@ -154,3 +154,79 @@ func BenchmarkMaskedCrossEntropy(b *testing.B) {
 		})
 	}
 }
+
+// TestCausalLossStreamsMatchWhole checks that CausalLoss over 2 and 3 streams (and with an
+// attention-mask input) equals MaskedCrossEntropy of the whole batch, value and gradient w.r.t.
+// a weight shared by all rows (float64, 1e-12), including a part whose loss mask is all zero.
+func TestCausalLossStreamsMatchWhole(t *testing.T) {
+	b, err := backend.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const bs, l, d, v = 6, 3, 4, 5
+	rng := rand.New(rand.NewPCG(11, 12))
+	feats := make([]float64, bs*l*d)
+	for i := range feats {
+		feats[i] = rng.NormFloat64()
+	}
+	w := make([]float64, d*v)
+	for i := range w {
+		w[i] = rng.NormFloat64()
+	}
+	targets := make([]int32, bs*l)
+	lossMask := make([]float32, bs*l)
+	for i := range targets {
+		targets[i] = int32(rng.IntN(v))
+		if i >= 2*l && i%2 == 0 { // rows 0-1 (the first of 3 streams) have no loss positions
+			lossMask[i] = 1
+		}
+	}
+	attn := make([]float32, bs*l)
+	for i := range attn {
+		attn[i] = 1
+	}
+	for _, streams := range []int{2, 3} {
+		for _, withMask := range []bool{false, true} {
+			exec, err := NewExec(b, func(f, w, tg, lm, am *Node) []*Node {
+				logitsFn := func(ids, mask *Node) *Node {
+					out := Dot(ids, w).General([]int{2}, nil, []int{0}, nil) // "ids" carries features here
+					if mask != nil {
+						out = Mul(out, ExpandAxes(ConvertDType(mask, out.DType()), -1))
+					}
+					return out
+				}
+				in := []*Node{f, tg, lm}
+				if withMask {
+					in = append(in, am)
+				}
+				split := CausalLoss(streams, in, logitsFn)
+				var whole *Node
+				if withMask {
+					whole = MaskedCrossEntropy(logitsFn(f, am), tg, lm)
+				} else {
+					whole = MaskedCrossEntropy(logitsFn(f, nil), tg, lm)
+				}
+				return []*Node{split, whole, Gradient(split, w)[0], Gradient(whole, w)[0]}
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			outs, err := exec.Exec(tensors.FromFlatDataAndDimensions(feats, bs, l, d), tensors.FromFlatDataAndDimensions(w, d, v),
+				tensors.FromFlatDataAndDimensions(targets, bs, l), tensors.FromFlatDataAndDimensions(lossMask, bs, l),
+				tensors.FromFlatDataAndDimensions(attn, bs, l))
+			if err != nil {
+				t.Fatal(err)
+			}
+			a, r := tensors.ToScalar[float64](outs[0]), tensors.ToScalar[float64](outs[1])
+			if math.Abs(a-r) > 1e-12 || r == 0 {
+				t.Fatalf("streams=%d mask=%v: loss %.15g, whole batch %.15g", streams, withMask, a, r)
+			}
+			ga, gr := tensors.MustCopyFlatData[float64](outs[2]), tensors.MustCopyFlatData[float64](outs[3])
+			for i := range gr {
+				if math.Abs(ga[i]-gr[i]) > 1e-12 {
+					t.Fatalf("streams=%d mask=%v: gradient[%d] %.15g, whole batch %.15g", streams, withMask, i, ga[i], gr[i])
+				}
+			}
+		}
+	}
+}

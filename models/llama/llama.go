@@ -347,11 +347,13 @@ func CachedLogits(c *Config, inj *peft.Injection, scope *model.Scope, ids, start
 // completion tokens; see hf.CausalBatch): the mean cross-entropy over masked positions. An
 // optional fourth input is the attention mask [B, L].
 func LossFn(c *Config, inj *peft.Injection) train.LossFn {
+	return StreamedLossFn(c, inj, 1)
+}
+
+// StreamedLossFn is LossFn with the batch split into streams independent chains of ops
+// (hf.CausalLoss): the same loss, overlapped better on the pure-Go backend's cores.
+func StreamedLossFn(c *Config, inj *peft.Injection, streams int) train.LossFn {
 	return func(scope *model.Scope, in []*Node) *Node {
-		var mask *Node
-		if len(in) > 3 {
-			mask = in[3]
-		}
-		return hf.MaskedCrossEntropy(Logits(c, inj, scope, in[0], mask), in[1], in[2])
+		return hf.CausalLoss(streams, in, func(ids, mask *Node) *Node { return Logits(c, inj, scope, ids, mask) })
 	}
 }
