@@ -238,8 +238,32 @@ func Ramp(cfg Config, store *model.Store, g *Graph, dtype dtypes.DType) *Node {
 // as LoRA's s·(x·Lᵀ)·Rᵀ with L = A[:in]ᵀ [r, in] and R = A[:out] [out, r]: the same two thin
 // matmuls in the layouts the backend runs fastest (the transpose of A costs d·r, nothing).
 func singLoRADelta(inj *Injection, scope *model.Scope, spec LinearSpec, x *Node) *Node {
-	g := x.Graph()
+	f := singLoRAFactors(inj, scope, spec, x.Graph(), x.DType())
+	h := adapterMatmul(adapterInput(inj, scope, x), f.inT) // [..., r]
+	h = Mul(h, f.su)
+	return adapterMatmul(h, f.out) // [..., out]
+}
+
+// singLoRAParts are the per-graph pieces of a SingLoRA module: A[:in]ᵀ [r, in], A[:out] [out, r]
+// and the scalar s·u.
+type singLoRAParts struct{ inT, out, su *Node }
+
+// singLoRAKey keys singLoRAParts in the graph's state: a module called more than once in one
+// graph (a batch split into streams, see fastops.Streams) shares them instead of repeating the
+// slices, the transpose and the ramp's scalar ops per call.
+// The key includes A's current node, so a graph that updates A and then uses the module again
+// gets the new value.
+type singLoRAKey struct {
+	a     *Node
+	dtype dtypes.DType
+}
+
+func singLoRAFactors(inj *Injection, scope *model.Scope, spec LinearSpec, g *Graph, dtype dtypes.DType) *singLoRAParts {
 	a := adapterVar(scope, NameSingLoRAA, spec.Path).NodeValue(g) // [d, r]
+	key := singLoRAKey{a, dtype}
+	if p, ok := g.State(key).(*singLoRAParts); ok {
+		return p
+	}
 	aIn, aOut := a, a
 	d := a.Shape().Dim(0)
 	if spec.In != d {
@@ -248,10 +272,10 @@ func singLoRADelta(inj *Injection, scope *model.Scope, spec LinearSpec, x *Node)
 	if spec.Out != d {
 		aOut = Slice(a, AxisRange(0, spec.Out))
 	}
-	h := adapterMatmul(adapterInput(inj, scope, x), Transpose(aIn, 0, 1)) // [..., r]
-	su := MulScalar(Ramp(inj.Config, scope.Store(), g, x.DType()), inj.Config.Scale())
-	h = Mul(h, su)
-	return adapterMatmul(h, aOut) // [..., out]
+	p := &singLoRAParts{inT: Transpose(aIn, 0, 1), out: aOut,
+		su: MulScalar(Ramp(inj.Config, scope.Store(), g, dtype), inj.Config.Scale())}
+	g.AttachState(key, p)
+	return p
 }
 
 // loraDelta computes s·(x·Aᵀ)·Bᵀ.

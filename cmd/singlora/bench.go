@@ -28,9 +28,9 @@ singlora bench --preset bert-base-4l --method singlora --compare-torch --reps 3`
 }
 
 type benchFlags struct {
-	preset, method, workload, only, cpuProfile, python, torchScript string
-	steps, warmup, reps, streams                                    int
-	jsonOut, inproc, compare                                        bool
+	preset, method, workload, only, cpuProfile, python, torchScript, pair string
+	steps, warmup, reps, streams                                          int
+	jsonOut, inproc, compare                                              bool
 }
 
 func runBench(args []string) error {
@@ -40,6 +40,7 @@ func runBench(args []string) error {
 	fs.StringVar(&f.method, "method", "", "comma-separated methods (singlora, lora, full, ...; naive for the layer preset); default: the preset's")
 	fs.IntVar(&f.steps, "steps", 10, "timed steps per workload (the median is reported)")
 	fs.IntVar(&f.warmup, "warmup", 3, "untimed steps before timing (the first compiles the graph)")
+	fs.StringVar(&f.pair, "pair", "", "compare two workloads in this process, step against step (\"bert-base-4l/lora,bert-base-4l/singlora\"): prints B/A per pair and the median; --steps pairs")
 	fs.IntVar(&f.streams, "streams", bench.Streams, "bert-base-4l and demo: split the batch into this many independent chains (1: a single chain; same math)")
 	fs.BoolVar(&f.jsonOut, "json", false, "print one JSON object per workload instead of a table")
 	fs.StringVar(&f.workload, "workload", "", "run only this workload (\"bert-base-4l/singlora\") in this process")
@@ -60,6 +61,9 @@ func runBench(args []string) error {
 		return fmt.Errorf("--streams must be ≥ 1, got %d", f.streams)
 	}
 	bench.Streams = f.streams
+	if f.pair != "" {
+		return runPair(f)
+	}
 	if f.workload != "" {
 		w, err := bench.Find(f.workload)
 		if err != nil {
@@ -323,4 +327,33 @@ func demoSeqOf(shape string) int {
 		}
 	}
 	return 0
+}
+
+// runPair runs --pair A,B: both workloads in this process, timed step against step.
+func runPair(f benchFlags) error {
+	names := strings.Split(f.pair, ",")
+	if len(names) != 2 {
+		return fmt.Errorf("--pair wants two workloads separated by a comma, got %q", f.pair)
+	}
+	var ws [2]bench.Workload
+	for i, n := range names {
+		w, err := bench.Find(strings.TrimSpace(n))
+		if err != nil {
+			return err
+		}
+		ws[i] = w
+	}
+	r, err := bench.Pair(ws[0], ws[1], f.steps, f.warmup)
+	if err != nil {
+		return err
+	}
+	m := bench.ThisMachine()
+	fmt.Printf("%s / %s, %d pairs in one process (alternating order), after %d warm-up steps each\n", r.B, r.A, len(r.Ratios), f.warmup)
+	fmt.Printf("median step: A %.1f ms, B %.1f ms; B/A per pair: median %.3f, range %.3f–%.3f\n", r.MsA, r.MsB, r.MedianRatio, r.Ratios[0], r.Ratios[len(r.Ratios)-1])
+	fmt.Printf("pairs (sorted):")
+	for _, x := range r.Ratios {
+		fmt.Printf(" %.3f", x)
+	}
+	fmt.Printf("\n%s, %d cores, %s, backend %s, streams %d, load %s\n", m.CPU, m.Cores, m.Runtime, m.Backend, bench.Streams, bench.LoadAvg())
+	return nil
 }
