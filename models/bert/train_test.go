@@ -22,6 +22,9 @@ func TestSingLoRAClassifierTrains(t *testing.T) {
 		t.Fatal(err)
 	}
 	store := model.NewStore()
+	if err := store.SetRNGStateFromSeed(7); err != nil { // dropout masks: the same run every time
+		t.Fatal(err)
+	}
 	c, err := Load(dir, store)
 	if err != nil {
 		t.Fatal(err)
