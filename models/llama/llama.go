@@ -214,18 +214,20 @@ func Hidden(c *Config, inj *peft.Injection, scope *model.Scope, ids, mask *Node)
 	g := ids.Graph()
 	l := ids.Shape().Dim(1)
 	pos := Iota(g, shapes.Make(dtypes.Int32, l), 0)
-	// Causal bias [1 or B, 1, L, L]: 0 where key j ≤ query i (and a real token), -inf elsewhere.
+	// Causal bias [1, 1, L, L]: 0 where key j ≤ query i, maskValue elsewhere. Padding keys get
+	// keyBias [B, L] (maskValue at padding), added inside the score product (see layer).
 	qi := Iota(g, shapes.Make(dtypes.Int32, l, l), 0)
 	kj := Iota(g, shapes.Make(dtypes.Int32, l, l), 1)
 	allowed := ExpandLeftToRank(LessOrEqual(kj, qi), 4) // [1,1,L,L]
+	bias := Where(allowed, ScalarZero(g, dtypes.Float32), Scalar(g, dtypes.Float32, maskValue))
+	var keyBias *Node
 	if mask != nil {
 		real := NotEqual(ConvertDType(mask, dtypes.Float32), ScalarZero(g, dtypes.Float32)) // [B, L]
-		allowed = LogicalAnd(allowed, Reshape(real, ids.Shape().Dim(0), 1, 1, l))
+		keyBias = Where(real, ZerosLike(ConvertDType(mask, dtypes.Float32)), Scalar(g, dtypes.Float32, maskValue))
 	}
-	bias := Where(allowed, ScalarZero(g, dtypes.Float32), Scalar(g, dtypes.Float32, maskValue))
 	h := embed(scope, ids)
 	for i := 0; i < c.Layers; i++ {
-		h, _, _ = layer(c, inj, scope.At("model").At("layers").At("%d", i), h, pos, bias, nil, nil, nil)
+		h, _, _ = layer(c, inj, scope.At("model").At("layers").At("%d", i), h, pos, bias, keyBias, nil, nil, nil)
 	}
 	return hf.RMSNorm(scope.At("model").At("norm"), h, c.RMSNormEps)
 }
@@ -276,7 +278,12 @@ func rope(c *Config, x, pos *Node) *Node {
 // layer runs decoder layer s on h [B, L, D]. Without a cache (kCache == nil) keys are the layer's
 // own; with one, the new keys/values are written into kCache/vCache [B, kvHeads, max, hd] at
 // start and attention runs over the whole cache under bias. It returns h and the updated caches.
-func layer(c *Config, inj *peft.Injection, s *model.Scope, h, pos, bias, kCache, vCache, start *Node) (*Node, *Node, *Node) {
+//
+// keyBias [B, Lk] (nil: none) is added to every query's score of key j. It is folded into the
+// score product — q gets a column of ones, k a column holding the key's bias — because the
+// pure-Go backend adds a [B, 1, 1, Lk]-shaped bias to [B, H, L, Lk] scores through its generic
+// broadcasting iterator, several times slower per element.
+func layer(c *Config, inj *peft.Injection, s *model.Scope, h, pos, bias, keyBias, kCache, vCache, start *Node) (*Node, *Node, *Node) {
 	b, l := h.Shape().Dim(0), h.Shape().Dim(1)
 	n := hf.RMSNorm(s.At("input_layernorm"), h, c.RMSNormEps)
 	att := s.At("self_attn")
@@ -300,6 +307,12 @@ func layer(c *Config, inj *peft.Injection, s *model.Scope, h, pos, bias, kCache,
 	grp := c.Heads / c.KVHeads
 	lk := k.Shape().Dim(2)
 	q = Reshape(MulScalar(q, 1/math.Sqrt(float64(c.HeadDim))), b, c.KVHeads, grp*l, c.HeadDim)
+	if keyBias != nil {
+		ones := Ones(h.Graph(), shapes.Make(q.DType(), b, c.KVHeads, grp*l, 1))
+		kb := BroadcastToDims(Reshape(ConvertDType(keyBias, k.DType()), b, 1, lk, 1), b, c.KVHeads, lk, 1)
+		q = Concatenate([]*Node{q, ones}, -1)
+		k = Concatenate([]*Node{k, kb}, -1)
+	}
 	scores := Reshape(hf.GroupedMatmulT(q, k, grp), b, c.Heads, l, lk)
 	w := Reshape(Softmax(Add(scores, bias), -1), b, c.KVHeads, grp*l, lk)
 	o := Reshape(hf.GroupedMatmul(w, v, grp), b, c.Heads, l, c.HeadDim)
@@ -334,7 +347,7 @@ func CachedLogits(c *Config, inj *peft.Injection, scope *model.Scope, ids, start
 	out := make([]*Node, 1, 1+len(caches))
 	for i := 0; i < c.Layers; i++ {
 		var kc, vc *Node
-		h, kc, vc = layer(c, inj, scope.At("model").At("layers").At("%d", i), h, pos, bias, caches[2*i], caches[2*i+1], start)
+		h, kc, vc = layer(c, inj, scope.At("model").At("layers").At("%d", i), h, pos, bias, nil, caches[2*i], caches[2*i+1], start)
 		out = append(out, kc, vc)
 	}
 	h = hf.RMSNorm(scope.At("model").At("norm"), h, c.RMSNormEps)
