@@ -121,22 +121,29 @@ func dense(x, w, b *Node, layout compute.DenseLayout, mode denseMode) *Node {
 // [N, ·] and transposed with the fast 2-D transpose (fastops.Transpose2D), and the other is used in
 // place, contracting its leading axes.
 func weightGrad(x, dy *Node, layout compute.DenseLayout) *Node {
-	lead := make([]int, x.Rank()-1)
-	n := 1
-	for i := range lead {
-		lead[i] = i
-		n *= x.Shape().Dim(i)
-	}
 	leadDims := x.Shape().Dimensions[:x.Rank()-1]
+	n := x.Shape().Size() / x.Shape().Dim(-1)
 	transposed := func(t *Node) *Node { // t [..., k] → [k, ...]
 		k := t.Shape().Dim(-1)
 		tt := fastops.Transpose2D(Reshape(t, n, k))
 		return Reshape(tt, append([]int{k}, leadDims...)...)
 	}
 	if layout == compute.DenseLayoutInputOutputs {
-		return Dot(transposed(x), dy).General(shiftAxes(lead, 1), nil, lead, nil) // [in, out]
+		return contractLead(transposed(x), dy) // [in, out]
 	}
-	return Dot(transposed(dy), x).General(shiftAxes(lead, 1), nil, lead, nil) // [out, in]
+	return contractLead(transposed(dy), x) // [out, in]
+}
+
+// contractLead multiplies tT [k, ...] by u [..., m] over the shared middle axes (the batch×sequence
+// axes of an activation): [k, m]. u is used in place — the backend multiplies a right-hand side
+// whose contracting axes lead without transposing or copying it.
+func contractLead(tT, u *Node) *Node {
+	lead := make([]int, u.Rank()-1)
+	shifted := make([]int, u.Rank()-1)
+	for i := range lead {
+		lead[i], shifted[i] = i, i+1
+	}
+	return Dot(tT, u).General(shifted, nil, lead, nil)
 }
 
 func adapterVar(scope *model.Scope, name, path string) *model.Variable {
@@ -184,15 +191,11 @@ func adapterMatmul(x, m *Node) *Node {
 		if dy == nil { // not reached through y (cannot happen in reverse mode): keep the default
 			return v
 		}
-		lead := make([]int, x.Rank()-1) // the batch×sequence axes of x and dy
-		for i := range lead {
-			lead[i] = i
-		}
 		if k <= mm { // dM [k, m] = dyᵀ [k, ...] · x [..., m]
-			return Dot(leadLast(dy), x).General(shiftAxes(lead, 1), nil, lead, nil)
+			return contractLead(leadLast(dy), x)
 		}
 		// dMᵀ [m, k] = xᵀ [m, ...] · dy [..., k]
-		return Transpose(Dot(leadLast(x), dy).General(shiftAxes(lead, 1), nil, lead, nil), 0, 1)
+		return Transpose(contractLead(leadLast(x), dy), 0, 1)
 	})
 	y := contractLast(x, mc)
 	return IdentityWithCustomGradient(y, func(_, v *Node) *Node {
@@ -213,15 +216,6 @@ func leadLast(t *Node) *Node {
 		perm[i] = i - 1
 	}
 	return TransposeAllDims(t, perm...)
-}
-
-// shiftAxes returns axes each plus d.
-func shiftAxes(axes []int, d int) []int {
-	out := make([]int, len(axes))
-	for i, a := range axes {
-		out[i] = a + d
-	}
-	return out
 }
 
 // Ramp returns u = min(t/T, 1) as a scalar of dtype, t being the optimizer step counter.
