@@ -321,15 +321,8 @@ func encoderLayer(c *Config, inj *peft.Injection, s *model.Scope, x, bias *Node)
 	v := heads(peft.Linear(inj, self.At("value"), x))
 	q = MulScalar(q, 1/math.Sqrt(float64(hd))) // scaling q: half the elements of the scores
 	if bias != nil {
-		// scores + bias[b, key] as one product: q gets a column of ones and k a column holding
-		// the key's bias. The pure-Go backend adds a [B, 1, 1, L] bias to the [B, H, L, L]
-		// scores through its generic broadcasting iterator, several times slower per element
-		// than these two [B, H, L, hd+1] concatenations (and their gradient slices).
-		g := q.Graph()
-		ones := Ones(g, shapes.Make(q.DType(), b, c.Heads, l, 1))
-		keyBias := BroadcastToDims(Reshape(bias, b, 1, l, 1), b, c.Heads, l, 1)
-		q = Concatenate([]*Node{q, ones}, -1)
-		k = Concatenate([]*Node{k, keyBias}, -1)
+		// The key bias inside the score product (see hf.WithKeyBias).
+		q, k = hf.WithKeyBias(q, k, Reshape(bias, b, l))
 	}
 	scores := hf.MatmulT(q, k)
 	p := dropout(self, Softmax(scores, -1), c.AttentionDropout)

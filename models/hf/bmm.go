@@ -1,6 +1,7 @@
 package hf
 
 import (
+	"github.com/gomlx/compute/shapes"
 	. "github.com/gomlx/gomlx/core/graph"         //nolint:revive // graph code reads better dot-imported
 	. "github.com/gomlx/gomlx/support/exceptions" //nolint:revive
 
@@ -61,6 +62,19 @@ func GroupedMatmul(x, y *Node, groups int) *Node {
 		dz = v
 		return v
 	})
+}
+
+// WithKeyBias returns q [B, C, M, d] and k [B, C, N, d] each with one more column, so that
+// MatmulT(q', k') = MatmulT(q, k) + keyBias[b, n] for every query: q' gets a column of ones and
+// k' a column holding keyBias [B, N] (broadcast over C). It replaces adding a [B, 1, 1, N]-shaped
+// bias to the [B, C, M, N] scores, which the pure-Go backend runs through its generic broadcasting
+// iterator (several times slower per element than these two concatenations and their gradient
+// slices).
+func WithKeyBias(q, k, keyBias *Node) (*Node, *Node) {
+	b, c, m, n := q.Shape().Dim(0), q.Shape().Dim(1), q.Shape().Dim(2), k.Shape().Dim(2)
+	ones := Ones(q.Graph(), shapes.Make(q.DType(), b, c, m, 1))
+	kb := BroadcastToDims(Reshape(ConvertDType(keyBias, k.DType()), b, 1, n, 1), b, c, n, 1)
+	return Concatenate([]*Node{q, ones}, -1), Concatenate([]*Node{k, kb}, -1)
 }
 
 // batchedDot is x·y for x [A, C, M, K], y [A, C, K, N], with GoMLX's own gradient.

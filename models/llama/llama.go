@@ -279,10 +279,8 @@ func rope(c *Config, x, pos *Node) *Node {
 // own; with one, the new keys/values are written into kCache/vCache [B, kvHeads, max, hd] at
 // start and attention runs over the whole cache under bias. It returns h and the updated caches.
 //
-// keyBias [B, Lk] (nil: none) is added to every query's score of key j. It is folded into the
-// score product — q gets a column of ones, k a column holding the key's bias — because the
-// pure-Go backend adds a [B, 1, 1, Lk]-shaped bias to [B, H, L, Lk] scores through its generic
-// broadcasting iterator, several times slower per element.
+// keyBias [B, Lk] (nil: none) is added to every query's score of key j, inside the score product
+// (hf.WithKeyBias).
 func layer(c *Config, inj *peft.Injection, s *model.Scope, h, pos, bias, keyBias, kCache, vCache, start *Node) (*Node, *Node, *Node) {
 	b, l := h.Shape().Dim(0), h.Shape().Dim(1)
 	n := hf.RMSNorm(s.At("input_layernorm"), h, c.RMSNormEps)
@@ -308,10 +306,7 @@ func layer(c *Config, inj *peft.Injection, s *model.Scope, h, pos, bias, keyBias
 	lk := k.Shape().Dim(2)
 	q = Reshape(MulScalar(q, 1/math.Sqrt(float64(c.HeadDim))), b, c.KVHeads, grp*l, c.HeadDim)
 	if keyBias != nil {
-		ones := Ones(h.Graph(), shapes.Make(q.DType(), b, c.KVHeads, grp*l, 1))
-		kb := BroadcastToDims(Reshape(ConvertDType(keyBias, k.DType()), b, 1, lk, 1), b, c.KVHeads, lk, 1)
-		q = Concatenate([]*Node{q, ones}, -1)
-		k = Concatenate([]*Node{k, kb}, -1)
+		q, k = hf.WithKeyBias(q, k, keyBias)
 	}
 	scores := Reshape(hf.GroupedMatmulT(q, k, grp), b, c.Heads, l, lk)
 	w := Reshape(Softmax(Add(scores, bias), -1), b, c.KVHeads, grp*l, lk)
