@@ -14,7 +14,7 @@ import (
 // with the contraction on the lhs's last axis, so it first transposes both operands with its
 // generic (element-by-element iterator) transpose: about 7 ns per element, 4.7M elements per
 // BERT-base layer and step. MatmulT and Matmul below build that gradient themselves as
-// BatchTranspose(·)·(·), where BatchTranspose swaps the last two axes with the backend's two
+// fastops.BatchTranspose(·)·(·), which swaps the last two axes with the backend's two
 // fast transposes (a tiled 2-D transpose and a row-copying [1,0,2] permutation). Only one,
 // the attention-matrix-sized, operand is transposed. The gradient of the other operand keeps
 // GoMLX's own form, which needs no transpose.
@@ -33,7 +33,7 @@ func GroupedMatmulT(x, y *Node, groups int) *Node {
 		if dz == nil { // not reached through z: keep GoMLX's gradient
 			return v
 		}
-		return batchedDot(BatchTranspose(dz, groups), x) // dy [N, K] = dzᵀ [N, M] · x [M, K]
+		return batchedDot(fastops.BatchTranspose(dz, groups), x) // dy [N, K] = dzᵀ [N, M] · x [M, K]
 	})
 	z := Dot(x, yc).General([]int{3}, []int{0, 1}, []int{3}, []int{0, 1})
 	return IdentityWithCustomGradient(z, func(_, v *Node) *Node {
@@ -55,7 +55,7 @@ func GroupedMatmul(x, y *Node, groups int) *Node {
 		if dz == nil {
 			return v
 		}
-		return batchedDot(BatchTranspose(x, groups), dz) // dy [K, N] = xᵀ [K, M] · dz [M, N]
+		return batchedDot(fastops.BatchTranspose(x, groups), dz) // dy [K, N] = xᵀ [K, M] · dz [M, N]
 	})
 	z := batchedDot(x, yc)
 	return IdentityWithCustomGradient(z, func(_, v *Node) *Node {
@@ -81,11 +81,6 @@ func WithKeyBias(q, k, keyBias *Node) (*Node, *Node) {
 func batchedDot(x, y *Node) *Node {
 	return Dot(x, y).General([]int{3}, []int{0, 1}, []int{2}, []int{0, 1})
 }
-
-// BatchTranspose swaps the last two axes of x [A, C, G·L, N] → [A, C, N, G·L] with the pure-Go
-// backend's fast transposes, each of the groups blocks of L rows on its own (see
-// fastops.BatchTranspose).
-func BatchTranspose(x *Node, groups int) *Node { return fastops.BatchTranspose(x, groups) }
 
 // checkBatched panics (as graph code does) unless x and y are rank 4 with equal batch axes and
 // matching contracting axes (x's 3 with y's yAxis), and x's third axis divides into groups.

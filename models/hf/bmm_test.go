@@ -9,6 +9,7 @@ import (
 	"github.com/gomlx/gomlx/core/tensors"
 
 	"github.com/singlora/singlora/backend"
+	"github.com/singlora/singlora/internal/fastops"
 )
 
 // TestBatchedMatmulsMatchEinsum checks (Grouped)MatmulT, (Grouped)Matmul and BatchTranspose,
@@ -65,7 +66,7 @@ func TestBatchedMatmulsMatchEinsum(t *testing.T) {
 					}
 					g1 := Gradient(ReduceAllSum(Mul(z1, w)), x, y)
 					g2 := Gradient(ReduceAllSum(Mul(z2, w)), x, y)
-					bt := BatchTranspose(x, tc.groups)
+					bt := fastops.BatchTranspose(x, tc.groups)
 					return []*Node{z1, z2, g1[0], g2[0], g1[1], g2[1], bt, TransposeAllDims(x, 0, 1, 3, 2)}
 				})
 				if err != nil {
