@@ -9,6 +9,7 @@ require (
 	github.com/gomlx/go-huggingface v0.4.12
 	github.com/gomlx/gomlx v0.28.16
 	golang.org/x/image v0.26.0
+	golang.org/x/sys v0.48.0
 	golang.org/x/text v0.35.0
 	gopkg.in/yaml.v3 v3.0.1
 )
@@ -19,6 +20,5 @@ require (
 	github.com/google/uuid v1.6.0 // indirect
 	github.com/pkg/errors v0.9.1 // indirect
 	golang.org/x/exp v0.0.0-20260908205506-85c1c2202aba // indirect
-	golang.org/x/sys v0.48.0 // indirect
 	k8s.io/klog/v2 v2.140.0 // indirect
 )

@@ -160,6 +160,9 @@ func PrepareCausal(c Config, dir string, backend compute.Backend, out io.Writer)
 		}
 		trainEx, valEx = parts[0], parts[1]
 	}
+	if err := checkBatch(c, len(trainEx)); err != nil {
+		return nil, err
+	}
 	tok, err := hftok.Load(c.Model)
 	if err != nil {
 		return nil, err
@@ -188,6 +191,9 @@ func PrepareCausal(c Config, dir string, backend compute.Backend, out io.Writer)
 	}
 	inj, err := peft.Inject(pc, cm.linears)
 	if err != nil {
+		return nil, err
+	}
+	if err := CheckRank(c.Rank, inj.Targets()); err != nil {
 		return nil, err
 	}
 	if err := inj.Attach(store); err != nil {
@@ -263,9 +269,11 @@ func (j *CausalJob) Evaluate() (map[string]float64, error) {
 // Run trains (or resumes), then evaluates the best checkpoint and writes summary.json and the
 // adapter.
 func (j *CausalJob) Run(ctx context.Context, resume bool) (*Summary, error) {
-	if err := writeRunConfig(j.Dir, j.Cfg, resume); err != nil {
+	lock, err := openRunFolder(j.Dir, j.Cfg, resume, j.Runner, nil)
+	if err != nil {
 		return nil, err
 	}
+	defer lock.Unlock()
 	rep := j.Inj.Report(j.Store)
 	fmt.Fprintf(j.out, "%s: %s r=%d on %d layers, %d trainable of %d parameters, %d steps\n",
 		j.Dir, j.Cfg.Method, j.Cfg.Rank, len(j.Inj.Targets()), rep.Trainable, rep.Total, j.total)
@@ -305,18 +313,4 @@ func loadBest(dir string, store *model.Store) error {
 	}
 	_, err := train.LoadCheckpoint(ck, store)
 	return err
-}
-
-func writeRunConfig(dir string, c Config, resume bool) error {
-	if resume {
-		return nil
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	if _, err := os.Stat(filepath.Join(dir, ConfigFile)); err == nil {
-		return fmt.Errorf("run folder %s already holds a run (config.json): resume it with --resume %s, or choose another --run", dir, dir)
-	}
-	js, _ := json.MarshalIndent(c, "", "  ")
-	return writeAtomic(filepath.Join(dir, ConfigFile), append(js, '\n'))
 }

@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -116,6 +117,29 @@ func (c *Config) LoadFile(path string) error {
 	return nil
 }
 
+// AbsPaths makes the data paths and a model folder absolute, so that config.json names the same
+// files whatever directory a later --resume runs in.
+func (c *Config) AbsPaths() error {
+	for _, p := range []*string{&c.Train, &c.Val, &c.Test} {
+		if *p == "" || *p == "-" {
+			continue
+		}
+		a, err := filepath.Abs(*p)
+		if err != nil {
+			return fmt.Errorf("path %s: %w", *p, err)
+		}
+		*p = a
+	}
+	if c.Model != "" && c.Model != "use" {
+		a, err := filepath.Abs(c.Model)
+		if err != nil {
+			return fmt.Errorf("--model %s: %w", c.Model, err)
+		}
+		c.Model = a
+	}
+	return nil
+}
+
 // Steps resolves a "N" or "p%" / "0.p" specification against total steps.
 func resolveSteps(spec string, total int64, what string) (int64, error) {
 	s := strings.TrimSpace(spec)
@@ -142,7 +166,8 @@ func resolveSteps(spec string, total int64, what string) (int64, error) {
 	return int64(float64(total)*f + 0.5), nil
 }
 
-// Validate checks the config before anything is loaded.
+// Validate checks the config before anything is loaded. Every numeric field has a stated range;
+// a value outside it is an error naming the flag, never a silent fallback.
 func (c *Config) Validate() error {
 	if c.Train == "" {
 		return fmt.Errorf("no training data: give --data FILE (JSONL, CSV, TSV or a JSON array)")
@@ -155,19 +180,54 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("task %q: want classify or causal-lm", c.Task)
 	}
+	finite := func(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) && math.Abs(v) <= math.MaxFloat32 }
 	switch {
 	case c.Batch < 1:
-		return fmt.Errorf("batch size must be ≥ 1")
+		return fmt.Errorf("--batch %d: the batch size must be ≥ 1", c.Batch)
 	case c.Streams < 0:
-		return fmt.Errorf("streams must be ≥ 0 (0: the default, %d)", DefaultStreams)
+		return fmt.Errorf("--streams %d must be ≥ 0 (0: the default, %d)", c.Streams, DefaultStreams)
 	case c.Accum < 1:
-		return fmt.Errorf("gradient accumulation steps must be ≥ 1")
-	case c.Steps <= 0 && c.Epochs <= 0:
-		return fmt.Errorf("give epochs > 0 or steps > 0")
-	case c.ValFraction < 0 || c.ValFraction >= 1:
-		return fmt.Errorf("val fraction must be in [0, 1)")
-	case !(c.LR > 0):
-		return fmt.Errorf("learning rate must be > 0")
+		return fmt.Errorf("--accum %d: gradient accumulation steps must be ≥ 1", c.Accum)
+	case c.Steps < 0:
+		return fmt.Errorf("--steps %d must be ≥ 1 (or 0 to train for --epochs)", c.Steps)
+	case !finite(c.Epochs) || c.Epochs < 0:
+		return fmt.Errorf("--epochs %v must be a finite number ≥ 0", c.Epochs)
+	case c.Steps == 0 && c.Epochs == 0:
+		return fmt.Errorf("give --epochs > 0 or --steps > 0")
+	case !finite(c.ValFraction) || c.ValFraction < 0 || c.ValFraction >= 1:
+		return fmt.Errorf("--val-fraction %v must be in [0, 1)", c.ValFraction)
+	case !finite(c.LR) || !(c.LR > 0):
+		return fmt.Errorf("--lr %v: the learning rate must be a finite number > 0", c.LR)
+	case !finite(c.HeadLR) || c.HeadLR < 0:
+		return fmt.Errorf("--head-lr %v must be a finite number > 0 (or 0: the same as --lr)", c.HeadLR)
+	case !finite(c.WeightDecay) || c.WeightDecay < 0:
+		return fmt.Errorf("--weight-decay %v must be a finite number ≥ 0", c.WeightDecay)
+	case !finite(c.ClipNorm) || c.ClipNorm < 0:
+		return fmt.Errorf("--clip %v must be a finite number ≥ 0 (0: off)", c.ClipNorm)
+	case !finite(c.LoRAPlusRatio) || c.LoRAPlusRatio < 0:
+		return fmt.Errorf("--loraplus-ratio %v must be a finite number > 0 (or 0: the default, %d)", c.LoRAPlusRatio, peft.DefaultLoRAPlusRatio)
+	case c.MaxLength < 0:
+		return fmt.Errorf("--max-length %d must be ≥ 1 (or 0: the default)", c.MaxLength)
+	case c.EvalEvery < 0:
+		return fmt.Errorf("--eval-every %d must be ≥ 1 (or 0: every epoch)", c.EvalEvery)
+	case c.CheckpointEvery < 0:
+		return fmt.Errorf("--checkpoint-every %d must be ≥ 1 (or 0: at evaluations and the end)", c.CheckpointEvery)
+	case c.Patience < 0:
+		return fmt.Errorf("--patience %d must be ≥ 1 (or 0: never stop early)", c.Patience)
+	}
+	if m, _ := peft.ParseMethod(c.Method); m.HasAdapter() {
+		if c.Rank < 1 {
+			return fmt.Errorf("--rank %d: the adapter rank must be ≥ 1", c.Rank)
+		}
+		if !finite(c.Alpha) || !(c.Alpha > 0) {
+			return fmt.Errorf("--alpha %v: the adapter α must be a finite number > 0 (the scale is α/r)", c.Alpha)
+		}
+		if s := float32(c.Alpha / float64(c.Rank)); s == 0 {
+			return fmt.Errorf("--alpha %v with --rank %d: the scale α/r underflows float32", c.Alpha, c.Rank)
+		}
+	}
+	if ok := earlyMetrics[c.Task][c.EarlyMetric]; !ok && c.EarlyMetric != "" {
+		return fmt.Errorf("--early-metric %q: %s runs report %s", c.EarlyMetric, c.Task, strings.Join(sortedKeys(earlyMetrics[c.Task]), " or "))
 	}
 	if _, err := resolveSteps(c.Ramp, 100, "ramp"); err != nil {
 		return err
@@ -176,6 +236,52 @@ func (c *Config) Validate() error {
 		return err
 	}
 	return nil
+}
+
+// earlyMetrics are the evaluation metrics each task reports, which --early-metric may name. A
+// causal-LM run reads "accuracy" (the classification default) as "loss".
+var earlyMetrics = map[string]map[string]bool{
+	"classify":  {"accuracy": true, "loss": true},
+	"causal-lm": {"loss": true, "perplexity": true, "accuracy": true},
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// checkBatch refuses a batch larger than the training set (after the validation split): every
+// step would repeat examples within one batch, and the memory it takes grows with the flag.
+func checkBatch(c Config, n int) error {
+	if c.Batch > n {
+		return fmt.Errorf("--batch %d is larger than the %d training examples (after holding out the validation set): use --batch %d or less", c.Batch, n, n)
+	}
+	return nil
+}
+
+// CheckRank refuses an adapter rank wider than an adapted layer: above min(in, out) a layer's ΔW
+// can gain no rank (rank ΔW ≤ min(in, out)) while the adapter's size and memory keep growing.
+func CheckRank(rank int, targets []peft.LinearSpec) error {
+	for _, t := range targets {
+		if lim := min(t.In, t.Out); rank > lim {
+			return fmt.Errorf("--rank %d is wider than layer %s (in %d, out %d): a rank above min(in, out) = %d adds parameters but no expressiveness; lower --rank to at most %d, or leave the layer out of --targets",
+				rank, t.Path, t.In, t.Out, lim, minSide(targets))
+		}
+	}
+	return nil
+}
+
+// minSide is the smallest min(in, out) over the layers.
+func minSide(ts []peft.LinearSpec) int {
+	m := math.MaxInt
+	for _, t := range ts {
+		m = min(m, t.In, t.Out)
+	}
+	return m
 }
 
 // PeftConfig returns the adapter configuration (T resolved against total steps).

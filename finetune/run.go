@@ -17,11 +17,11 @@ import (
 	"github.com/singlora/singlora/adapterio"
 	"github.com/singlora/singlora/classify"
 	"github.com/singlora/singlora/data"
+	"github.com/singlora/singlora/internal/atomicfile"
 	"github.com/singlora/singlora/models/hf"
 	"github.com/singlora/singlora/models/use"
 	"github.com/singlora/singlora/optim"
 	"github.com/singlora/singlora/peft"
-	"github.com/singlora/singlora/safetensors"
 	"github.com/singlora/singlora/train"
 )
 
@@ -99,6 +99,9 @@ func Prepare(c Config, dir string, backend compute.Backend, out io.Writer) (*Job
 			return nil, err
 		}
 	}
+	if err := checkBatch(c, len(trainEx)); err != nil {
+		return nil, err
+	}
 	labels := data.LabelSet(trainEx)
 	if len(labels) < 2 {
 		return nil, fmt.Errorf("%s: classification needs at least 2 labels, found %v", c.Train, labels)
@@ -129,6 +132,9 @@ func Prepare(c Config, dir string, backend compute.Backend, out io.Writer) (*Job
 	pc.ModulesToSave = []string{classify.HeadScope}
 	inj, err := peft.Inject(pc, enc.Linears())
 	if err != nil {
+		return nil, err
+	}
+	if err := CheckRank(c.Rank, inj.Targets()); err != nil {
 		return nil, err
 	}
 	task := &classify.Task{Enc: enc, Inj: inj, Store: store, NumClasses: len(labels), Labels: labels,
@@ -173,10 +179,14 @@ func Prepare(c Config, dir string, backend compute.Backend, out io.Writer) (*Job
 	if evalEvery <= 0 {
 		evalEvery = max(1, stepsPerEpoch)
 	}
+	early := c.EarlyMetric
+	if early == "" {
+		early = "accuracy"
+	}
 	r := &train.Runner{
 		Cfg: train.RunConfig{Dir: dir, TotalSteps: total, BatchSize: c.Batch, AccumSteps: c.Accum, Seed: c.Seed,
 			EvalEvery: evalEvery, CheckpointEvery: c.CheckpointEvery,
-			Early: train.EarlyStopping{Metric: c.EarlyMetric, Maximize: c.EarlyMetric != "loss", Patience: c.Patience}},
+			Early: train.EarlyStopping{Metric: early, Maximize: early != "loss", Patience: c.Patience}},
 		Backend: backend, Store: store, Loss: task.Loss, Opt: opt, Train: j.Train, Ramp: inj.Config.Ramp, Out: out,
 	}
 	if j.Val.Len() > 0 {
@@ -195,15 +205,12 @@ func Prepare(c Config, dir string, backend compute.Backend, out io.Writer) (*Job
 // and, for adapter methods, RUN/adapter.
 func (j *Job) Run(ctx context.Context, resume bool) (*Summary, error) {
 	c := j.Cfg
-	if err := writeRunConfig(j.Dir, c, resume); err != nil {
+	lj, _ := json.Marshal(map[string]any{"labels": j.Task.Labels, "feature_scale": j.Task.FeatureScale, "model": c.Model})
+	lock, err := openRunFolder(j.Dir, c, resume, j.Runner, map[string][]byte{HeadFile: append(lj, '\n')})
+	if err != nil {
 		return nil, err
 	}
-	if !resume {
-		lj, _ := json.Marshal(map[string]any{"labels": j.Task.Labels, "feature_scale": j.Task.FeatureScale, "model": c.Model})
-		if err := writeAtomic(filepath.Join(j.Dir, HeadFile), append(lj, '\n')); err != nil {
-			return nil, err
-		}
-	}
+	defer lock.Unlock()
 	rep := j.Inj.Report(j.Task.Store)
 	fmt.Fprintf(j.Out, "%s: %s r=%d on %d layers, %d trainable of %d parameters, %d steps\n",
 		j.Dir, c.Method, c.Rank, len(j.Inj.Targets()), rep.Trainable, rep.Total, j.TotalSteps)
@@ -264,7 +271,7 @@ func LoadRunConfig(dir string) (Config, error) {
 }
 
 // writeAtomic writes a file by temp file + rename (a crash leaves the old file or the new one).
-func writeAtomic(path string, b []byte) error { return safetensors.WriteFileAtomic(path, b, 0o644) }
+func writeAtomic(path string, b []byte) error { return atomicfile.WriteFile(path, b, 0o644) }
 
 // PredictionsFile holds the validation predictions made at the end of training (best weights).
 const PredictionsFile = "val_predictions.jsonl"

@@ -13,6 +13,7 @@ import (
 	"github.com/gomlx/gomlx/core/tensors"
 	"github.com/gomlx/gomlx/ml/model"
 
+	"github.com/singlora/singlora/internal/atomicfile"
 	"github.com/singlora/singlora/safetensors"
 )
 
@@ -90,15 +91,16 @@ const (
 )
 
 // SaveCheckpoint writes the checkpoint variables and state into dir atomically: everything is
-// written into a temporary sibling folder, synced, and renamed into place; a previous checkpoint
-// at dir is replaced only after the new one is complete. extra files (name → writer) are
+// written into a temporary sibling folder, synced, and swapped into place (atomicfile.ReplaceDir);
+// a previous checkpoint at dir is replaced only after the new one is complete, and state.json is
+// written last, so a folder with a state.json is a complete checkpoint. extra files (name → writer) are
 // written into the same folder (e.g. an adapter export).
 func SaveCheckpoint(dir string, store *model.Store, st State, extra func(tmpDir string) error) (err error) {
 	parent := filepath.Dir(dir)
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
-	tmp, err := os.MkdirTemp(parent, "."+filepath.Base(dir)+".tmp-")
+	tmp, err := atomicfile.TempDir(dir)
 	if err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
@@ -122,41 +124,18 @@ func SaveCheckpoint(dir string, store *model.Store, st State, extra func(tmpDir 
 	if err := safetensors.Write(filepath.Join(tmp, checkpointTensors), ts, map[string]string{"format": "singlora-checkpoint"}); err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
-	js, _ := json.MarshalIndent(st, "", "  ")
-	if err := safetensors.WriteFileAtomic(filepath.Join(tmp, checkpointState), append(js, '\n'), 0o644); err != nil {
-		return fmt.Errorf("checkpoint: %w", err)
-	}
 	if extra != nil {
 		if err := extra(tmp); err != nil {
 			return fmt.Errorf("checkpoint: %w", err)
 		}
 	}
-	if err := replaceDir(tmp, dir); err != nil {
+	// state.json is written last: its presence marks a complete checkpoint (RecoverCheckpoints).
+	js, _ := json.MarshalIndent(st, "", "  ")
+	if err := atomicfile.WriteFile(filepath.Join(tmp, checkpointState), append(js, '\n'), 0o644); err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
-	return nil
-}
-
-// replaceDir moves the complete folder tmp to dst: an existing dst is renamed aside first and
-// restored if the final rename fails, and removed only once tmp is in place. tmp must be a
-// sibling of dst (same file system); on error the caller still owns tmp.
-func replaceDir(tmp, dst string) error {
-	old := ""
-	if _, err := os.Stat(dst); err == nil {
-		old = tmp + ".old"
-		if err := os.Rename(dst, old); err != nil {
-			return err
-		}
-	}
-	if err := os.Rename(tmp, dst); err != nil {
-		if old != "" {
-			_ = os.Rename(old, dst)
-		}
-		return err
-	}
-	safetensors.SyncDir(filepath.Dir(dst))
-	if old != "" {
-		_ = os.RemoveAll(old)
+	if err := atomicfile.ReplaceDir(tmp, dir); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
 	}
 	return nil
 }

@@ -19,8 +19,8 @@ import (
 	"github.com/gomlx/gomlx/core/tensors"
 	"github.com/gomlx/gomlx/ml/model"
 
+	"github.com/singlora/singlora/internal/atomicfile"
 	"github.com/singlora/singlora/optim"
-	"github.com/singlora/singlora/safetensors"
 )
 
 // Dataset is training data addressed by example index.
@@ -85,6 +85,9 @@ type Runner struct {
 	// SaveExtra writes extra files (e.g. the adapter folder) into a checkpoint's folder.
 	SaveExtra func(dir string) error
 	Out       io.Writer // progress and logs (default os.Stderr)
+	// Lock is the run folder's lock when the caller already holds it (it wrote files there
+	// first); nil: Run takes the lock itself for the run's duration.
+	Lock *FolderLock
 
 	stepper *Stepper
 	state   State
@@ -152,18 +155,66 @@ func CheckWritable(dir string, need int64) error {
 	return nil
 }
 
-func (r *Runner) checkpointBytes() int64 {
+// checkpointBytes estimates one checkpoint's size on disk: the size of an existing last
+// checkpoint, else the checkpoint variables with room for the optimizer's two moments (which do
+// not exist before the first step), plus slack for the adapter copy and state.
+func (r *Runner) checkpointBytes(ckDir string) int64 {
+	if n := dirBytes(filepath.Join(ckDir, LastDir)); n > 0 {
+		return n + 1<<20
+	}
 	var n int64
 	for _, v := range CheckpointVariables(r.Store) {
 		n += int64(v.Shape().Memory())
 	}
-	// trainable + 2 moments are counted already once created; before the first step the moments
-	// do not exist yet, so assume 3× plus slack, and 3 copies (last, best, temp).
-	return 3*3*n + 1<<20
+	return 3*n + 1<<20
+}
+
+// diskNeed is the free space a run needs besides what its folder already holds: a checkpoint is
+// written beside the one it replaces, and last and best that do not exist yet take one each.
+func (r *Runner) diskNeed(ckDir string) int64 {
+	one := r.checkpointBytes(ckDir)
+	need := one // the temporary copy of a replace
+	for _, d := range []string{LastDir, BestDir} {
+		if _, ok := readState(filepath.Join(ckDir, d)); !ok {
+			need += one
+		}
+	}
+	return need
+}
+
+// Preflight checks, before anything is trained or written, that the run folder is writable and
+// its file system has room for the run's checkpoints (beside those it already holds).
+func (r *Runner) Preflight() error {
+	return CheckWritable(r.Cfg.Dir, r.diskNeed(filepath.Join(r.Cfg.Dir, CheckpointDir)))
+}
+
+// dirBytes is the total size of the files under dir (0 if absent).
+func dirBytes(dir string) int64 {
+	var n int64
+	_ = filepath.Walk(dir, func(_ string, info os.FileInfo, err error) error {
+		if err == nil && !info.IsDir() {
+			n += info.Size()
+		}
+		return nil
+	})
+	return n
+}
+
+// lastNote says what a user can rely on after a failure: the step of the intact last
+// checkpoint and how to resume, or that no checkpoint exists yet.
+func (r *Runner) lastNote() string {
+	ckDir := filepath.Join(r.Cfg.Dir, CheckpointDir)
+	if st, ok := readState(filepath.Join(ckDir, LastDir)); ok {
+		return fmt.Sprintf("the checkpoint of step %d in %s is intact; resume with --resume %s", st.Step, filepath.Join(ckDir, LastDir), r.Cfg.Dir)
+	}
+	return fmt.Sprintf("no checkpoint was written yet; --resume %s starts the run again from step 0", r.Cfg.Dir)
 }
 
 // Run trains until TotalSteps (or early stopping, a non-finite loss, or ctx cancellation), writing
-// metrics and checkpoints in Cfg.Dir. With resume, it continues from Dir's last checkpoint.
+// metrics and checkpoints in Cfg.Dir. With resume, it continues from Dir's last checkpoint (a run
+// that stopped before its first checkpoint starts again from step 0). It holds the folder's lock
+// (Lock, or its own) for the whole run, and first repairs what a kill during a checkpoint write
+// left (RecoverCheckpoints).
 func (r *Runner) Run(ctx context.Context, resume bool) (State, error) {
 	c := r.Cfg
 	if c.BatchSize < 1 || c.TotalSteps < 1 {
@@ -175,21 +226,43 @@ func (r *Runner) Run(ctx context.Context, resume bool) (State, error) {
 	if r.Train == nil || r.Train.Len() == 0 {
 		return r.state, fmt.Errorf("no training examples")
 	}
-	if err := CheckWritable(c.Dir, r.checkpointBytes()); err != nil {
-		return r.state, err
+	if r.Lock == nil {
+		l, err := LockFolder(c.Dir)
+		if err != nil {
+			return r.state, err
+		}
+		defer l.Unlock()
 	}
 	ckDir := filepath.Join(c.Dir, CheckpointDir)
-	if resume {
+	notes, err := RecoverCheckpoints(ckDir)
+	for _, n := range notes {
+		fmt.Fprintf(r.out(), "%s: %s\n", c.Dir, n)
+	}
+	if err != nil {
+		return r.state, err
+	}
+	removeStrayTemps(c.Dir)
+	_, haveLast := readState(filepath.Join(ckDir, LastDir))
+	if !resume && haveLast {
+		return r.state, fmt.Errorf("run folder %s already holds a run: resume it with --resume %s or choose another folder", c.Dir, c.Dir)
+	}
+	if err := r.Preflight(); err != nil {
+		return r.state, err
+	}
+	if resume && haveLast {
 		st, err := LoadCheckpoint(filepath.Join(ckDir, LastDir), r.Store)
 		if err != nil {
 			return r.state, fmt.Errorf("resume: %w", err)
 		}
 		r.state = st
-		if err := truncateMetrics(filepath.Join(c.Dir, MetricsFile), st.Step); err != nil {
+		fmt.Fprintf(r.out(), "%s: resuming from step %d\n", c.Dir, st.Step)
+	} else if resume {
+		fmt.Fprintf(r.out(), "%s: no checkpoint yet: starting the run again from step 0\n", c.Dir)
+	}
+	if resume {
+		if err := truncateMetrics(filepath.Join(c.Dir, MetricsFile), r.state.Step); err != nil {
 			return r.state, err
 		}
-	} else if _, err := os.Stat(filepath.Join(ckDir, LastDir)); err == nil {
-		return r.state, fmt.Errorf("run folder %s already holds a run: resume it or choose another folder", c.Dir)
 	}
 	st, err := NewStepper(r.Backend, r.Store, r.Loss, r.Opt, c.AccumSteps)
 	if err != nil {
@@ -209,15 +282,24 @@ func (r *Runner) Run(ctx context.Context, resume bool) (State, error) {
 	bar := newProgress(r.out(), c.TotalSteps, r.state.Step, c.Quiet, c.LogEvery, int64(c.BatchSize*c.AccumSteps))
 	saveLast := func() error {
 		r.state.Wall = time.Since(r.start).Seconds()
-		return SaveCheckpoint(filepath.Join(ckDir, LastDir), r.Store, r.state, r.SaveExtra)
+		if err := SaveCheckpoint(filepath.Join(ckDir, LastDir), r.Store, r.state, r.SaveExtra); err != nil {
+			return fmt.Errorf("saving the checkpoint of step %d: %w; %s", r.state.Step, err, r.lastNote())
+		}
+		return nil
+	}
+	writeMetric := func(m Metric) error {
+		if err := r.writeMetric(m); err != nil {
+			return fmt.Errorf("writing the metrics of step %d to %s: %w; %s", m.Step, filepath.Join(c.Dir, MetricsFile), err, r.lastNote())
+		}
+		return nil
 	}
 	for r.state.Step < c.TotalSteps {
 		if ctx.Err() != nil {
 			bar.done()
 			if err := saveLast(); err != nil {
-				return r.state, fmt.Errorf("interrupted, and saving the checkpoint failed: %w", err)
+				return r.state, fmt.Errorf("interrupted, and %w", err)
 			}
-			return r.state, fmt.Errorf("%w at step %d: checkpoint saved in %s; resume with --resume", ErrInterrupted, r.state.Step, ckDir)
+			return r.state, fmt.Errorf("%w at step %d: checkpoint saved in %s; resume with --resume %s", ErrInterrupted, r.state.Step, filepath.Join(ckDir, LastDir), c.Dir)
 		}
 		micro := make([][]*tensors.Tensor, c.AccumSteps)
 		tokens := 0
@@ -242,16 +324,18 @@ func (r *Runner) Run(ctx context.Context, resume bool) (State, error) {
 			m.U = &u
 		}
 		if err != nil {
-			r.writeMetric(m)
 			bar.done()
+			if werr := writeMetric(m); werr != nil {
+				return r.state, errors.Join(err, werr)
+			}
 			if errors.Is(err, ErrNonFinite) {
-				return r.state, fmt.Errorf("%w; stopping. The last good checkpoint is in %s", err, filepath.Join(ckDir, LastDir))
+				return r.state, fmt.Errorf("%w; stopping: %s", err, r.nonFiniteNote())
 			}
 			return r.state, err
 		}
 		r.state.Step = res.Step
 		final := r.state.Step >= c.TotalSteps
-		stop := false
+		stop, saveBest := false, false
 		if r.Eval != nil && (final || (c.EvalEvery > 0 && r.state.Step%c.EvalEvery == 0)) {
 			ev, err := r.Eval(r.Store)
 			if err != nil {
@@ -261,12 +345,7 @@ func (r *Runner) Run(ctx context.Context, resume bool) (State, error) {
 			improved, haveMetric := r.improved(ev)
 			if haveMetric && improved {
 				r.state.BadEvals = 0
-				if err := saveLast(); err != nil {
-					return r.state, err
-				}
-				if err := copyDir(filepath.Join(ckDir, LastDir), filepath.Join(ckDir, BestDir)); err != nil {
-					return r.state, err
-				}
+				saveBest = true
 			} else if haveMetric {
 				r.state.BadEvals++
 				if c.Early.Patience > 0 && r.state.BadEvals >= c.Early.Patience {
@@ -275,11 +354,24 @@ func (r *Runner) Run(ctx context.Context, resume bool) (State, error) {
 			}
 			bar.note(ev)
 		}
-		r.writeMetric(m)
+		// The metric line goes first: a kill before the checkpoint below re-runs this step on
+		// resume (truncateMetrics drops the line), a kill after it loses nothing.
+		if err := writeMetric(m); err != nil {
+			bar.done()
+			return r.state, err
+		}
 		bar.update(r.state.Step, res.Loss)
-		if final || stop || (c.CheckpointEvery > 0 && r.state.Step%c.CheckpointEvery == 0) {
+		if saveBest || final || stop || (c.CheckpointEvery > 0 && r.state.Step%c.CheckpointEvery == 0) {
 			if err := saveLast(); err != nil {
+				bar.done()
 				return r.state, err
+			}
+		}
+		if saveBest {
+			// A kill before this copy is repaired by RecoverCheckpoints (last is the best step).
+			if err := copyDir(filepath.Join(ckDir, LastDir), filepath.Join(ckDir, BestDir)); err != nil {
+				bar.done()
+				return r.state, fmt.Errorf("copying the best checkpoint (step %d): %w; %s", r.state.Step, err, r.lastNote())
 			}
 		}
 		if stop {
@@ -291,6 +383,22 @@ func (r *Runner) Run(ctx context.Context, resume bool) (State, error) {
 	}
 	bar.done()
 	return r.state, nil
+}
+
+// nonFiniteNote says where the last good weights are after a non-finite loss.
+func (r *Runner) nonFiniteNote() string {
+	ckDir := filepath.Join(r.Cfg.Dir, CheckpointDir)
+	var parts []string
+	if st, ok := readState(filepath.Join(ckDir, LastDir)); ok {
+		parts = append(parts, fmt.Sprintf("the last good checkpoint (step %d) is in %s", st.Step, filepath.Join(ckDir, LastDir)))
+	}
+	if st, ok := readState(filepath.Join(ckDir, BestDir)); ok {
+		parts = append(parts, fmt.Sprintf("the best (step %d) in %s", st.Step, filepath.Join(ckDir, BestDir)))
+	}
+	if len(parts) == 0 {
+		return "no checkpoint was written before it (lower the learning rate, or check the data, and start again)"
+	}
+	return strings.Join(parts, ", ") + " (lower the learning rate, or check the data, and start again)"
 }
 
 func (r *Runner) improved(ev map[string]float64) (improved, ok bool) {
@@ -311,12 +419,15 @@ func (r *Runner) improved(ev map[string]float64) (improved, ok bool) {
 	return false, true
 }
 
-func (r *Runner) writeMetric(m Metric) {
+// writeMetric appends one line to metrics.jsonl; a failed write (a full disk) is an error, and a
+// short write is an error too (the partial line is dropped on resume).
+func (r *Runner) writeMetric(m Metric) error {
 	js, err := json.Marshal(m)
 	if err != nil {
-		return
+		return err
 	}
-	_, _ = r.metrics.Write(append(js, '\n'))
+	_, err = r.metrics.Write(append(js, '\n'))
+	return err
 }
 
 // truncateMetrics drops metric lines past step (a resumed run rewrites them).
@@ -341,37 +452,64 @@ func truncateMetrics(path string, step int64) error {
 	if len(keep) > 0 {
 		data += "\n"
 	}
-	return safetensors.WriteFileAtomic(path, []byte(data), 0o644)
+	return atomicfile.WriteFile(path, []byte(data), 0o644)
 }
 
-// copyDir copies a checkpoint folder to dst atomically (temp + rename).
+// copyDir copies a checkpoint folder to dst atomically (temp + rename), each file synced, and
+// state.json last so that an interrupted copy is never taken for a complete checkpoint.
 func copyDir(src, dst string) error {
-	tmp, err := os.MkdirTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp-")
+	tmp, err := atomicfile.TempDir(dst)
 	if err != nil {
 		return err
 	}
+	var files []string
 	err = filepath.Walk(src, func(p string, info os.FileInfo, err error) error {
 		if err != nil {
 			return err
 		}
 		rel, _ := filepath.Rel(src, p)
-		target := filepath.Join(tmp, rel)
 		if info.IsDir() {
-			return os.MkdirAll(target, 0o755)
+			return os.MkdirAll(filepath.Join(tmp, rel), 0o755)
 		}
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return err
+		if rel != checkpointState {
+			files = append(files, rel)
 		}
-		return os.WriteFile(target, data, info.Mode())
+		return nil
 	})
+	if err == nil {
+		for _, rel := range append(files, checkpointState) {
+			if err = copyFile(filepath.Join(src, rel), filepath.Join(tmp, rel)); err != nil {
+				break
+			}
+		}
+	}
+	if err == nil {
+		err = atomicfile.ReplaceDir(tmp, dst)
+	}
 	if err != nil {
 		_ = os.RemoveAll(tmp)
 		return err
 	}
-	if err := replaceDir(tmp, dst); err != nil {
-		_ = os.RemoveAll(tmp)
+	return nil
+}
+
+// copyFile copies one file and syncs it.
+func copyFile(src, dst string) error {
+	data, err := os.ReadFile(src)
+	if err != nil {
 		return err
 	}
-	return nil
+	f, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		_ = f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		_ = f.Close()
+		return err
+	}
+	return f.Close()
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -32,7 +33,7 @@ func runTrain(args []string) error {
 	d := finetune.Default()
 	var (
 		configPath = fs.String("config", "", "config file (JSON, or YAML by .yaml/.yml); flags given explicitly win")
-		resume     = fs.String("resume", "", "resume the run in this folder (its config.json is used; other flags are ignored)")
+		resume     = fs.String("resume", "", "resume the run in this folder with its own config.json (only --quiet, --show-params and --dry-run may be added)")
 		run        = fs.String("run", "", "run folder (default runs/<method>-<time>)")
 		quiet      = fs.Bool("quiet", false, "log lines instead of a progress bar")
 		showParams = fs.Bool("show-params", false, "print the adapted layers with their parameter counts, and trainable vs total, before training")
@@ -87,6 +88,16 @@ func runTrain(args []string) error {
 	var cfg finetune.Config
 	var dir string
 	if *resume != "" {
+		var ignored []string
+		fs.Visit(func(f *flag.Flag) {
+			if !resumeFlags[f.Name] {
+				ignored = append(ignored, "--"+f.Name)
+			}
+		})
+		if len(ignored) > 0 {
+			return fmt.Errorf("--resume continues the run with its own config.json; %s cannot change it (start a new run with --config %s and the new flags instead)",
+				strings.Join(ignored, ", "), filepath.Join(*resume, finetune.ConfigFile))
+		}
 		var err error
 		if cfg, err = finetune.LoadRunConfig(*resume); err != nil {
 			return err
@@ -103,9 +114,15 @@ func runTrain(args []string) error {
 		set := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 		apply(&cfg, c, set)
+		if err := cfg.AbsPaths(); err != nil {
+			return err
+		}
 		dir = *run
 		if dir == "" {
-			dir = filepath.Join("runs", cfg.Method+"-"+time.Now().Format("20060102-150405"))
+			var err error
+			if dir, err = newRunName(filepath.Join("runs", cfg.Method+"-"+time.Now().Format("20060102-150405"))); err != nil {
+				return err
+			}
 		}
 	}
 	be, err := backend.Get()
@@ -129,12 +146,40 @@ func runTrain(args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("run %s: %d steps (best at %d), validation %s", dir, s.Steps, s.BestStep, fmtMetrics(s.Val))
+	val := fmtMetrics(s.Val)
+	if val == "" {
+		val = "none (no validation set)"
+	}
+	fmt.Printf("run %s: %d steps (best at %d), validation %s", dir, s.Steps, s.BestStep, val)
 	if s.Test != nil {
 		fmt.Printf(", test %v", fmtMetrics(s.Test))
 	}
 	fmt.Printf(", %.1fs\n", s.TrainSeconds)
 	return nil
+}
+
+// resumeFlags are the flags --resume may be combined with (they do not change the run).
+var resumeFlags = map[string]bool{"resume": true, "quiet": true, "show-params": true, "dry-run": true}
+
+// newRunName returns base, or base-2, base-3… : the first that does not exist yet, created
+// (os.Mkdir is atomic), so two runs started in the same second get different folders.
+func newRunName(base string) (string, error) {
+	if err := os.MkdirAll(filepath.Dir(base), 0o755); err != nil {
+		return "", err
+	}
+	for i := 1; ; i++ {
+		name := base
+		if i > 1 {
+			name = fmt.Sprintf("%s-%d", base, i)
+		}
+		err := os.Mkdir(name, 0o755)
+		if err == nil {
+			return name, nil
+		}
+		if !os.IsExist(err) || i > 1000 {
+			return "", fmt.Errorf("run folder %s: %w", name, err)
+		}
+	}
 }
 
 func fmtMetrics(m map[string]float64) string {

@@ -1,0 +1,262 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/singlora/singlora/internal/atomicfile"
+	"github.com/singlora/singlora/models/use"
+	"github.com/singlora/singlora/train"
+)
+
+func needUSE(t *testing.T) {
+	t.Helper()
+	if !use.Available() {
+		t.Skip("USE-Lite weights not fetched: run singlora fetch")
+	}
+}
+
+// runSnapshot is what must be identical between an uninterrupted run and a killed-and-resumed
+// one: every file of the run folder except wall-clock fields, the lock file and the logs.
+func runSnapshot(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	snap := map[string]string{}
+	err := filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		if info.IsDir() {
+			if atomicfile.IsTemp(info.Name()) {
+				return fmt.Errorf("stray temporary folder %s", rel)
+			}
+			return nil
+		}
+		if atomicfile.IsTemp(info.Name()) {
+			return fmt.Errorf("stray temporary file %s", rel)
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		switch filepath.Base(rel) {
+		case ".lock":
+			return nil
+		case "metrics.jsonl":
+			snap[rel] = strings.Join(metricLines(t, dir), "\n")
+		case "state.json", "summary.json":
+			var m map[string]any
+			if err := json.Unmarshal(b, &m); err != nil {
+				return fmt.Errorf("%s: %v", rel, err)
+			}
+			delete(m, "wall_seconds")
+			delete(m, "train_seconds")
+			js, _ := json.Marshal(m)
+			snap[rel] = string(js)
+		default:
+			snap[rel] = string(b)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return snap
+}
+
+func diffSnapshots(a, b map[string]string) []string {
+	var diffs []string
+	for k, v := range a {
+		w, ok := b[k]
+		switch {
+		case !ok:
+			diffs = append(diffs, k+" missing")
+		case v != w:
+			diffs = append(diffs, k+" differs")
+		}
+	}
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			diffs = append(diffs, k+" extra")
+		}
+	}
+	return diffs
+}
+
+// newestCheckpoint returns the highest step of a complete "last" checkpoint under ckDir, in
+// place or in a temporary copy a kill left (-1: none).
+func newestCheckpoint(t *testing.T, ckDir string) int64 {
+	t.Helper()
+	newest := int64(-1)
+	entries, _ := os.ReadDir(ckDir)
+	for _, e := range entries {
+		if e.Name() != "last" && !strings.HasPrefix(e.Name(), atomicfile.TempPrefix("last")) {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(ckDir, e.Name(), "state.json"))
+		if err != nil {
+			continue
+		}
+		var st struct{ Step int64 }
+		if json.Unmarshal(b, &st) == nil && st.Step > newest {
+			newest = st.Step
+		}
+	}
+	return newest
+}
+
+// killedBySIGKILL reports whether err is a process that died of SIGKILL.
+func killedBySIGKILL(err error) bool {
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
+		return false
+	}
+	ws, ok := ee.Sys().(syscall.WaitStatus)
+	return ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL
+}
+
+// TestKillAtEveryRenameResumesIdentically SIGKILLs training at every kill point of its file
+// writes — just before and just after every rename and folder exchange (config.json, head.json,
+// metrics, each checkpoint file, the checkpoint folder swaps, the best-checkpoint copy, the
+// final adapter) — then resumes it, and checks the run folder ends byte-identical to an
+// uninterrupted run's, with no temporary files left. It runs twice: with the atomic folder
+// exchange, and with the two-rename fallback whose gap RecoverCheckpoints must repair.
+func TestKillAtEveryRenameResumesIdentically(t *testing.T) {
+	needUSE(t)
+	if testing.Short() {
+		t.Skip("trains the encoder about 200 times")
+	}
+	tmp := t.TempDir()
+	dataPath := filepath.Join(tmp, "train.jsonl")
+	writeSentiment(t, dataPath, 40)
+	common := []string{"--data", dataPath, "--method", "singlora", "--steps", "3", "--batch", "8",
+		"--eval-every", "2", "--checkpoint-every", "1", "--dropout", "0.1", "--quiet", "--seed", "5"}
+	whole := filepath.Join(tmp, "whole")
+	if out, err := cli(append([]string{"train", "--run", whole}, common...)...).CombinedOutput(); err != nil {
+		t.Fatalf("uninterrupted run: %v\n%s", err, out)
+	}
+	want := runSnapshot(t, whole)
+	for _, mode := range []struct {
+		name string
+		env  []string
+	}{
+		{"exchange", nil},
+		{"two-renames", []string{atomicfile.NoExchangeEnv + "=1"}},
+	} {
+		t.Run(mode.name, func(t *testing.T) {
+			for k := 1; ; k++ {
+				if k > 500 {
+					t.Fatal("more than 500 kill points: the loop does not end")
+				}
+				dir := filepath.Join(tmp, fmt.Sprintf("%s-%d", mode.name, k))
+				cmd := cli(append([]string{"train", "--run", dir}, common...)...)
+				cmd.Env = append(append(cmd.Env, mode.env...), fmt.Sprintf("%s=%d", atomicfile.KillEnv, k))
+				out, err := cmd.CombinedOutput()
+				if err == nil {
+					if k < 20 {
+						t.Fatalf("only %d kill points were reached: the hook is not wired", k-1)
+					}
+					t.Logf("%s: killed and resumed at each of %d kill points", mode.name, k-1)
+					return
+				}
+				if !killedBySIGKILL(err) {
+					t.Fatalf("kill point %d: the run failed instead of being killed: %v\n%s", k, err, out)
+				}
+				// What a user does next: resume, or run the same command again when the kill came
+				// before the run was recorded (no config.json yet).
+				resume := cli("train", "--resume", dir, "--quiet")
+				if _, err := os.Stat(filepath.Join(dir, "config.json")); err != nil {
+					resume = cli(append([]string{"train", "--run", dir}, common...)...)
+				}
+				resume.Env = append(resume.Env, mode.env...)
+				saved := newestCheckpoint(t, filepath.Join(dir, "checkpoints"))
+				out, err = resume.CombinedOutput()
+				if err != nil {
+					t.Fatalf("kill point %d: resume failed: %v\n%s", k, err, out)
+				}
+				// Identical output alone would not show it: a deterministic run started over
+				// from step 0 ends identical too. The resume must start from the newest
+				// complete checkpoint the kill left (a lost checkpoint is lost work).
+				from := int64(0)
+				if m := regexp.MustCompile(`resuming from step (\d+)`).FindSubmatch(out); m != nil {
+					from, _ = strconv.ParseInt(string(m[1]), 10, 64)
+				}
+				if from < saved {
+					t.Fatalf("kill point %d: a complete checkpoint of step %d existed, but the run went on from step %d:\n%s", k, saved, from, out)
+				}
+				if d := diffSnapshots(want, runSnapshot(t, dir)); len(d) > 0 {
+					t.Fatalf("kill point %d: the resumed run differs from the uninterrupted one: %s", k, strings.Join(d, ", "))
+				}
+				_ = os.RemoveAll(dir)
+			}
+		})
+	}
+}
+
+// TestOneTrainerPerFolder: a second trainer on a folder in use refuses at once, naming the
+// holder's PID, and writes nothing; the first run is unharmed.
+func TestOneTrainerPerFolder(t *testing.T) {
+	needUSE(t)
+	tmp := t.TempDir()
+	dataPath := filepath.Join(tmp, "train.jsonl")
+	writeSentiment(t, dataPath, 48)
+	run := filepath.Join(tmp, "run")
+	first := cli("train", "--data", dataPath, "--run", run, "--steps", "300", "--batch", "8", "--quiet", "--checkpoint-every", "1")
+	var out1 bytes.Buffer
+	first.Stdout, first.Stderr = &out1, &out1
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = first.Process.Kill() }()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		if b, _ := os.ReadFile(filepath.Join(run, "metrics.jsonl")); bytes.Count(b, []byte("\n")) >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the first run made no progress:\n%s", out1.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cfgBefore, _ := os.ReadFile(filepath.Join(run, "config.json"))
+	for _, args := range [][]string{
+		{"train", "--data", dataPath, "--run", run, "--steps", "4", "--lr", "0.5", "--quiet"},
+		{"train", "--resume", run, "--quiet"},
+	} {
+		out, err := cli(args...).CombinedOutput()
+		if err == nil {
+			t.Fatalf("%v: a second trainer on a folder in use succeeded:\n%s", args, out)
+		}
+		want := fmt.Sprintf("used by process %d", first.Process.Pid)
+		if !strings.Contains(string(out), want) {
+			t.Errorf("%v: the refusal should name the holder (%q):\n%s", args, want, out)
+		}
+	}
+	if cfgAfter, _ := os.ReadFile(filepath.Join(run, "config.json")); !bytes.Equal(cfgBefore, cfgAfter) {
+		t.Error("the refused trainer changed config.json")
+	}
+	if err := first.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	_ = first.Wait()
+	if !strings.Contains(out1.String(), "resume with --resume "+run) {
+		t.Errorf("the interrupted first run should say how to resume it:\n%s", out1.String())
+	}
+	// The lock went with the process: the folder can be taken again.
+	l, err := train.LockFolder(run)
+	if err != nil {
+		t.Fatalf("after the first run ended: %v", err)
+	}
+	l.Unlock()
+}
