@@ -5,8 +5,10 @@ package classify
 
 import (
 	"fmt"
+	"io"
 	"math"
 	"math/rand/v2"
+	"os"
 
 	"github.com/gomlx/compute"
 	"github.com/gomlx/compute/dtypes"
@@ -33,6 +35,15 @@ type Encoder interface {
 	PadBatch(rows [][]int, multiple int) (ids, mask *tensors.Tensor)
 }
 
+// Clipper is implemented by an Encoder whose Tokenize keeps only the first MaxLength tokens of a
+// text; Task.Tokenize uses it to say how many texts were clipped.
+type Clipper interface {
+	// TokenizeClipped is Tokenize that also returns how many texts had more than MaxLength tokens.
+	TokenizeClipped(texts []string) (rows [][]int, clipped int)
+	// MaxLength is the number of tokens per text the encoder reads.
+	MaxLength() int
+}
+
 // DefaultStreams is the Streams value the demo and `singlora train` use: two chains let the
 // pure-Go backend keep both cores of a laptop busy (see PERFORMANCE.md, change 11).
 const DefaultStreams = 2
@@ -56,6 +67,33 @@ type Task struct {
 	// ops (fastops.Streams), which the pure-Go backend overlaps on its cores; 0 or 1: one chain.
 	// The logits are the same; gradient sums may differ in the last bits (summation order).
 	Streams int
+	// Warnings receives Tokenize's note on texts longer than the encoder reads; nil means
+	// standard error, io.Discard silences it.
+	Warnings io.Writer
+}
+
+// Tokenize returns the token ids of each text. When the encoder is a Clipper and clipped some
+// texts, it says so in one line on t.Warnings, with the count and the limit.
+func (t *Task) Tokenize(texts []string) [][]int {
+	rows, _ := t.tokenize(texts)
+	return rows
+}
+
+func (t *Task) tokenize(texts []string) ([][]int, int) {
+	c, ok := t.Enc.(Clipper)
+	if !ok {
+		return t.Enc.Tokenize(texts), 0
+	}
+	rows, clipped := c.TokenizeClipped(texts)
+	if clipped > 0 {
+		w := t.Warnings
+		if w == nil {
+			w = os.Stderr
+		}
+		fmt.Fprintf(w, "warning: %d of %d texts are longer than the encoder's limit of %d tokens and were clipped to it\n",
+			clipped, len(texts), c.MaxLength())
+	}
+	return rows, clipped
 }
 
 // InitHead creates the head variables (small random weights from seed, zero bias) if absent.
@@ -107,12 +145,16 @@ type Data struct {
 	Texts  []string
 	Rows   [][]int
 	Labels []int
-	task   *Task
+	// Clipped is the number of texts longer than the encoder reads (0 when the encoder is not a
+	// Clipper).
+	Clipped int
+	task    *Task
 }
 
-// NewData tokenises texts.
+// NewData tokenises texts with t.Tokenize (which notes clipped texts).
 func (t *Task) NewData(texts []string, labels []int) *Data {
-	return &Data{Texts: texts, Rows: t.Enc.Tokenize(texts), Labels: labels, task: t}
+	rows, clipped := t.tokenize(texts)
+	return &Data{Texts: texts, Rows: rows, Labels: labels, Clipped: clipped, task: t}
 }
 
 // Len implements train.Dataset.
@@ -132,7 +174,7 @@ func (d *Data) Batch(idx []int) ([]*tensors.Tensor, error) {
 	rows := make([][]int, len(idx))
 	labels := make([]int32, len(idx))
 	for i, j := range idx {
-		if j < 0 || j >= len(d.Rows) {
+		if j < 0 || j >= len(d.Rows) || j >= len(d.Labels) {
 			return nil, fmt.Errorf("example %d out of range", j)
 		}
 		rows[i], labels[i] = d.Rows[j], int32(d.Labels[j])
@@ -167,11 +209,15 @@ func (t *Task) NewPredictor(backend compute.Backend) (*Predictor, error) {
 	return &Predictor{task: t, exec: exec, BatchSize: 64}, nil
 }
 
-// LogProbs returns log-probabilities [n][NumClasses] for tokenised rows.
+// LogProbs returns log-probabilities [n][NumClasses] for tokenised rows. Logits of another shape
+// than [rows, NumClasses] (a head that disagrees with the label set) are an error.
 func (p *Predictor) LogProbs(rows [][]int) ([][]float32, error) {
 	bs := max(p.BatchSize, 1)
 	out := make([][]float32, 0, len(rows))
 	c := p.task.NumClasses
+	if c < 1 {
+		return nil, fmt.Errorf("classify: the task has NumClasses %d, want ≥ 1", c)
+	}
 	for start := 0; start < len(rows); start += bs {
 		chunk := rows[start:min(start+bs, len(rows))]
 		ids, mask := p.task.Enc.PadBatch(chunk, p.task.padTo())
@@ -179,9 +225,19 @@ func (p *Predictor) LogProbs(rows [][]int) ([][]float32, error) {
 		if err != nil {
 			return nil, fmt.Errorf("classifying batch at %d: %w", start, err)
 		}
-		flat := tensors.MustCopyFlatData[float32](res[0])
+		if len(res) == 0 {
+			return nil, fmt.Errorf("classifying batch at %d: the model returned no logits", start)
+		}
+		if dims := res[0].Shape().Dimensions; len(dims) != 2 || dims[0] != len(chunk) || dims[1] != c {
+			return nil, fmt.Errorf("classifying batch at %d: the head gives logits of shape %v for %d texts, but the task has NumClasses %d (%d labels): the head weights and the label set disagree",
+				start, dims, len(chunk), c, len(p.task.Labels))
+		}
+		flat, err := tensors.CopyFlatData[float32](res[0])
+		if err != nil {
+			return nil, fmt.Errorf("classifying batch at %d: %w", start, err)
+		}
 		for i := range chunk {
-			out = append(out, flat[i*c:(i+1)*c])
+			out = append(out, flat[i*c:(i+1)*c:(i+1)*c])
 		}
 	}
 	return out, nil
@@ -214,6 +270,9 @@ func (t *Task) Evaluate(backend compute.Backend, d *Data) (map[string]float64, e
 // Score returns accuracy and mean cross-entropy ("accuracy", "loss") on d and the predicted
 // class of each example.
 func (p *Predictor) Score(d *Data) (map[string]float64, []int, error) {
+	if len(d.Labels) != len(d.Rows) {
+		return nil, nil, fmt.Errorf("score: %d labels for %d texts", len(d.Labels), len(d.Rows))
+	}
 	lp, err := p.LogProbs(d.Rows)
 	if err != nil {
 		return nil, nil, err
@@ -221,6 +280,9 @@ func (p *Predictor) Score(d *Data) (map[string]float64, []int, error) {
 	preds := make([]int, len(lp))
 	correct, loss := 0, 0.0
 	for i, row := range lp {
+		if d.Labels[i] < 0 || d.Labels[i] >= len(row) {
+			return nil, nil, fmt.Errorf("score: text %d has class %d, outside the %d classes", i, d.Labels[i], len(row))
+		}
 		preds[i] = Best(row)
 		if preds[i] == d.Labels[i] {
 			correct++

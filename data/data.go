@@ -5,6 +5,12 @@
 // Every load error is an *Error that names the file and, where one applies, the line:
 //
 //	train.jsonl:17: column "label" missing; columns found: class, text
+//
+// Labels are class names, compared as text, with one exception: a label whose text is a JSON
+// number names its class by the number (see CanonicalLabel), so 1, 1.0 and "1e0" are one class,
+// "1". A file whose labels mix numbers and other text (1 and "pos"), or spell one number in
+// several ways (1 and 1.0), gets a warning on Options.Warnings naming the file and line of a first
+// example of each.
 package data
 
 import (
@@ -21,6 +27,9 @@ import (
 	"strings"
 	"unicode/utf8"
 )
+
+// Extensions lists the file name endings FormatOf recognises, for messages.
+const Extensions = ".jsonl, .jsonlines, .json-lines or .ndjson (one JSON object per line), .json (an array of objects, or one per line), .csv, or .tsv or .tab (tab-separated)"
 
 // Format is a data file format.
 type Format string
@@ -50,6 +59,9 @@ type Options struct {
 	LabelColumn      string // default "label" (the sentiment fixtures use "class")
 	PromptColumn     string // default "prompt"
 	CompletionColumn string // default "completion"
+	// Warnings receives load warnings (labels that mix numbers and text, one number spelled in
+	// several ways), one line each; nil means standard error, io.Discard silences them.
+	Warnings io.Writer
 }
 
 // Example is one training example. A classification example has Text and Label; a causal-LM
@@ -100,7 +112,30 @@ func FormatOf(path string) (Format, error) {
 	case strings.HasSuffix(name, ".tsv"), strings.HasSuffix(name, ".tab"):
 		return FormatTSV, nil
 	}
-	return "", errAt(path, 0, "cannot tell the format from the extension %q (want .jsonl, .ndjson, .json-lines, .json, .csv or .tsv, or set the format)", filepath.Ext(path))
+	if ext := filepath.Ext(name); ext != "" {
+		return "", errAt(path, 0, "cannot tell the format from the extension %q: data files end in %s", ext, Extensions)
+	}
+	return "", errAt(path, 0, "cannot tell the format of a file name without an extension: data files end in %s", Extensions)
+}
+
+// folderError explains that path is a folder, listing the data files in it (up to five).
+func folderError(path string) error {
+	var found []string
+	if entries, err := os.ReadDir(path); err == nil {
+		for _, e := range entries {
+			if _, err := FormatOf(e.Name()); err == nil && !e.IsDir() {
+				found = append(found, e.Name())
+			}
+		}
+	}
+	hint := "it holds no data files"
+	switch n := len(found); {
+	case n > 5:
+		hint = fmt.Sprintf("it holds %s and %d more: give one of them", strings.Join(found[:5], ", "), n-5)
+	case n > 0:
+		hint = fmt.Sprintf("it holds %s: give one of them", strings.Join(found, ", "))
+	}
+	return errAt(path, 0, "is a folder, not a data file (%s); data files end in %s", hint, Extensions)
 }
 
 // kind says which pair of columns a load reads.
@@ -112,7 +147,9 @@ const (
 )
 
 // LoadClassification reads text + label examples. Labels may be JSON strings, numbers or booleans
-// (kept as their JSON text: 1, 0.5, true); text must be a non-empty string.
+// (kept as their JSON text: 0.5, true), except that a label that is a number is named by
+// CanonicalLabel (1.0 and 1 are both "1"); text must be a non-empty string. It warns on
+// opts.Warnings when the labels mix numbers and other text or spell one number in several ways.
 func LoadClassification(path string, opts Options) ([]Example, error) {
 	return load(path, opts, classification)
 }
@@ -146,6 +183,9 @@ func (o Options) columns(k kind) (a, b string) {
 }
 
 func load(path string, opts Options, k kind) ([]Example, error) {
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return nil, folderError(path)
+	}
 	format := opts.Format
 	if format == FormatAuto {
 		f, err := FormatOf(path)
@@ -191,6 +231,15 @@ func load(path string, opts Options, k kind) ([]Example, error) {
 	}
 	if len(exs) == 0 {
 		return nil, errAt(path, lineCount(raw), "no examples in the file")
+	}
+	if k == classification {
+		w := opts.Warnings
+		if w == nil {
+			w = os.Stderr
+		}
+		for _, msg := range canonicalizeLabels(exs) {
+			fmt.Fprintf(w, "warning: %s\n", msg)
+		}
 	}
 	return exs, nil
 }

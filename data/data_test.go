@@ -2,6 +2,7 @@ package data
 
 import (
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -159,7 +160,8 @@ func TestLoadErrors(t *testing.T) {
 		{"json array of numbers", "s.json", "[\n1,\n2]", Options{}, false, 2, []string{"want a JSON object, got a number"}},
 		{"json array trailing data", "s.json", "[{\"text\":\"a\",\"label\":1}]\n{}", Options{}, false, 2, []string{"extra data"}},
 		{"json array bad element", "s.json", "[{\"text\":\"a\",\"label\":1},\n\n {\"text\":5,\"label\":1}]", Options{}, false, 3, []string{`"text" is a number`}},
-		{"unknown extension", "d.txt", "x", Options{}, false, 0, []string{"extension"}},
+		{"unknown extension", "d.txt", "x", Options{}, false, 0, []string{`extension ".txt"`, ".jsonl", ".ndjson", ".json ", ".csv", ".tsv"}},
+		{"no extension", "data", "x", Options{}, false, 0, []string{"without an extension", ".jsonl", ".csv"}},
 		{"unknown format", "d.csv", "x", Options{Format: "xml"}, false, 0, []string{`unknown format "xml"`}},
 	}
 	for _, tc := range tests {
@@ -186,6 +188,9 @@ func TestLoadErrors(t *testing.T) {
 				if !strings.Contains(msg, w) {
 					t.Errorf("error %q does not contain %q", msg, w)
 				}
+			}
+			if strings.Contains(msg, "set the format") || strings.Contains(msg, "--format") {
+				t.Errorf("error %q suggests a format flag that does not exist", msg)
 			}
 			var de *Error
 			if !errors.As(err, &de) || de.File != p || de.Line != tc.line {
@@ -262,5 +267,119 @@ func TestLabelSetAndEncode(t *testing.T) {
 	}
 	if _, err := EncodeLabels(exs, []string{"neg", "neg"}); err == nil {
 		t.Error("duplicate label set: no error")
+	}
+}
+
+func TestLoadFolder(t *testing.T) {
+	empty := t.TempDir()
+	full := t.TempDir()
+	for _, n := range []string{"train.jsonl", "val.csv", "notes.txt"} {
+		if err := os.WriteFile(filepath.Join(full, n), []byte(`{"text":"a","label":"b"}`), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		name, dir string
+		opts      Options
+		want      []string
+		not       string
+	}{
+		{"empty folder", empty, Options{}, []string{"is a folder, not a data file", "holds no data files", ".jsonl"}, `extension ""`},
+		{"folder with data files", full, Options{}, []string{"is a folder", "holds train.jsonl, val.csv: give one of them"}, "notes.txt"},
+		{"folder with an explicit format", full, Options{Format: FormatJSONL}, []string{"is a folder"}, "is a directory"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := LoadClassification(tc.dir, tc.opts)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			msg := err.Error()
+			if !strings.HasPrefix(msg, tc.dir+": ") {
+				t.Errorf("error %q does not start with the folder's name", msg)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("error %q does not contain %q", msg, w)
+				}
+			}
+			if strings.Contains(msg, tc.not) {
+				t.Errorf("error %q contains %q", msg, tc.not)
+			}
+		})
+	}
+}
+
+func TestCanonicalLabel(t *testing.T) {
+	for in, want := range map[string]string{
+		"1": "1", "1.0": "1", "1e0": "1", "1.000": "1", " 1 ": "1", "-0": "0", "-0.0": "0", "0.50": "0.5",
+		"-3": "-3", "2.5e-1": "0.25", "1e-7": "1e-07", "12345678901234567890": "12345678901234567890",
+		"pos": "pos", "true": "true", "007": "007", "+1": "+1", "1.": "1.", "[1]": "[1]", "NaN": "NaN", "": "",
+	} {
+		if got := CanonicalLabel(in); got != want {
+			t.Errorf("CanonicalLabel(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestLabelKinds: numbers equal as numbers are one class (with a warning when spelled
+// differently); numbers mixed with text stay separate classes, with a warning naming a first
+// example of each.
+func TestLabelKinds(t *testing.T) {
+	tests := []struct {
+		name, file, content string
+		labels              []string // the examples' labels after loading
+		warn                []string // substrings of the warnings; none when empty
+	}{
+		{"strings only", "a.jsonl", `{"text":"a","label":"pos"}` + "\n" + `{"text":"b","label":"neg"}`,
+			[]string{"pos", "neg"}, nil},
+		{"numbers only, one spelling each", "a.jsonl", `{"text":"a","label":1}` + "\n" + `{"text":"b","label":0}`,
+			[]string{"1", "0"}, nil},
+		{"a JSON string holding a number is that number", "a.jsonl", `{"text":"a","label":"1"}` + "\n" + `{"text":"b","label":1}`,
+			[]string{"1", "1"}, nil},
+		{"1 and 1.0 are one class", "a.jsonl", `{"text":"a","label":1}` + "\n" + `{"text":"b","label":0}` + "\n" + `{"text":"c","label":1.0}` + "\n" + `{"text":"d","label":1}`,
+			[]string{"1", "0", "1", "1"}, []string{"labels 1 at ", "a.jsonl:1, 1.0 at ", "a.jsonl:3 are the same number and one class, \"1\""}},
+		{"csv 1 and 1.0", "a.csv", "text,label\na,1\nb,1.0\nc,2\n",
+			[]string{"1", "1", "2"}, []string{"a.csv:2", "a.csv:3", "one class"}},
+		{"numbers and strings", "a.jsonl", `{"text":"a","label":1}` + "\n" + `{"text":"b","label":1}` + "\n" + `{"text":"c","label":"pos"}`,
+			[]string{"1", "1", "pos"}, []string{"mix numbers and text", "1 at ", "a.jsonl:1 is a number", `"pos" at `, "a.jsonl:3 is not"}},
+		{"numbers and booleans", "a.jsonl", `{"text":"a","label":true}` + "\n" + `{"text":"b","label":0}`,
+			[]string{"true", "0"}, []string{"mix numbers and text", "a.jsonl:2 is a number", `"true" at `, "a.jsonl:1 is not"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var warn strings.Builder
+			exs, err := LoadClassification(write(t, tc.file, tc.content), Options{Warnings: &warn})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, e := range exs {
+				got = append(got, e.Label)
+			}
+			if !reflect.DeepEqual(got, tc.labels) {
+				t.Errorf("labels %q, want %q", got, tc.labels)
+			}
+			w := warn.String()
+			if len(tc.warn) == 0 && w != "" {
+				t.Errorf("unexpected warning %q", w)
+			}
+			for _, s := range tc.warn {
+				if !strings.Contains(w, s) {
+					t.Errorf("warning %q does not contain %q", w, s)
+				}
+			}
+			if len(tc.warn) > 0 && (!strings.HasPrefix(w, "warning: ") || strings.Count(w, "\n") != 1) {
+				t.Errorf("warning %q: want one line starting with \"warning: \"", w)
+			}
+		})
+	}
+	// The label set of a file mixing 1 and 1.0 has one class for them.
+	exs, err := LoadClassification(write(t, "m.jsonl", `{"text":"a","label":1}`+"\n"+`{"text":"b","label":1.0}`+"\n"+`{"text":"c","label":2}`), Options{Warnings: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := LabelSet(exs); !reflect.DeepEqual(got, []string{"1", "2"}) {
+		t.Errorf("LabelSet = %q, want [1 2]", got)
 	}
 }

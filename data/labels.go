@@ -1,6 +1,7 @@
 package data
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"sort"
@@ -86,4 +87,93 @@ func quoteList(s []string) string {
 		q[i] = strconv.Quote(v)
 	}
 	return strings.Join(q, ", ")
+}
+
+// CanonicalLabel returns the class name of a label. A label whose text, spaces trimmed, is a JSON
+// number names its class by the number it denotes: integers in their decimal form (-0 is 0),
+// other numbers in the shortest form that reads back as the same float64 (so 1, 1.0, 1e0 and
+// 1.000 are all "1", and 0.50 is "0.5"); an integer too large for int64, or a number beyond
+// float64's range, keeps its text. Any other label (pos, true, 007, " x") is returned unchanged.
+func CanonicalLabel(label string) string {
+	c, _ := canonicalLabel(label)
+	return c
+}
+
+// canonicalLabel is CanonicalLabel, also saying whether the label is a number.
+func canonicalLabel(label string) (string, bool) {
+	s := strings.TrimSpace(label)
+	if s == "" || !(s[0] == '-' || s[0] >= '0' && s[0] <= '9') || !json.Valid([]byte(s)) {
+		return label, false // not a JSON number (json.Valid alone would accept "true", "[1]", …)
+	}
+	if !strings.ContainsAny(s, ".eE") {
+		if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+			return strconv.FormatInt(n, 10), true
+		}
+		return s, true
+	}
+	v, err := strconv.ParseFloat(s, 64)
+	switch {
+	case err != nil:
+		return s, true
+	case v == math.Trunc(v) && math.Abs(v) < 1<<63:
+		return strconv.FormatInt(int64(v), 10), true
+	}
+	return strconv.FormatFloat(v, 'g', -1, 64), true
+}
+
+// canonicalizeLabels renames each example's label to its CanonicalLabel and returns warnings: one
+// when numbers and other text are mixed, one per number spelled in several ways. Each names the
+// file and line of the first example of each kind or spelling.
+func canonicalizeLabels(exs []Example) []string {
+	var firstNum, firstText *Example
+	firstNumText := ""
+	type spelling struct {
+		text string
+		at   *Example
+	}
+	spellings := map[string][]spelling{} // canonical number → its distinct spellings, first seen first
+	var order []string
+	for i := range exs {
+		ex := &exs[i]
+		c, numeric := canonicalLabel(ex.Label)
+		if !numeric {
+			if firstText == nil {
+				firstText = ex
+			}
+			continue
+		}
+		if firstNum == nil {
+			firstNum, firstNumText = ex, ex.Label
+		}
+		sp := spellings[c]
+		if len(sp) == 0 {
+			order = append(order, c)
+		}
+		known := false
+		for _, s := range sp {
+			known = known || s.text == ex.Label
+		}
+		if !known {
+			spellings[c] = append(sp, spelling{ex.Label, &exs[i]})
+		}
+		ex.Label = c
+	}
+	at := func(ex *Example) string { return fmt.Sprintf("%s:%d", ex.File, ex.Line) }
+	var warns []string
+	if firstNum != nil && firstText != nil {
+		warns = append(warns, fmt.Sprintf("the labels mix numbers and text, which are separate classes: %s at %s is a number, %q at %s is not (is the label column right?)",
+			firstNumText, at(firstNum), firstText.Label, at(firstText)))
+	}
+	for _, c := range order {
+		sp := spellings[c]
+		if len(sp) < 2 {
+			continue
+		}
+		parts := make([]string, len(sp))
+		for i, s := range sp {
+			parts[i] = fmt.Sprintf("%s at %s", s.text, at(s.at))
+		}
+		warns = append(warns, fmt.Sprintf("labels %s are the same number and one class, %q", strings.Join(parts, ", "), c))
+	}
+	return warns
 }

@@ -12,7 +12,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-
+	"strconv"
 	"strings"
 	"time"
 
@@ -22,6 +22,7 @@ import (
 	"github.com/singlora/singlora/adapterio"
 	"github.com/singlora/singlora/classify"
 	"github.com/singlora/singlora/data"
+	"github.com/singlora/singlora/finetune"
 	"github.com/singlora/singlora/internal/fetch"
 	"github.com/singlora/singlora/models/use"
 	"github.com/singlora/singlora/optim"
@@ -268,9 +269,15 @@ func runMethod(ctx context.Context, o Options, ms MethodSpec, labels []string, t
 	if err := os.RemoveAll(dir); err != nil {
 		return nil, err
 	}
+	evalEvery := max(1, steps/int64(o.Epochs))
+	// config.json and head.json make the folder a run "singlora classify --run" can load.
+	cfg := runConfig(o, ms, inj.Config, steps, evalEvery)
+	if err := finetune.WriteClassifierFiles(dir, cfg, finetune.HeadInfo{Labels: labels, FeatureScale: task.FeatureScale, Model: cfg.Model}); err != nil {
+		return nil, err
+	}
 	runner := &train.Runner{
 		Cfg: train.RunConfig{Dir: dir, TotalSteps: steps, BatchSize: o.BatchSize, AccumSteps: 1, Seed: o.Seed,
-			EvalEvery: max(1, steps/int64(o.Epochs)), Early: train.EarlyStopping{Metric: "accuracy", Maximize: true}, Quiet: o.Quiet},
+			EvalEvery: evalEvery, Early: train.EarlyStopping{Metric: "accuracy", Maximize: true}, Quiet: o.Quiet},
 		Backend: o.Backend, Store: task.Store, Loss: task.Loss, Opt: opt, Train: trainData,
 		Eval: func(_ *model.Store) (map[string]float64, error) { return task.Evaluate(o.Backend, valData) },
 		Ramp: inj.Config.Ramp,
@@ -309,6 +316,23 @@ func runMethod(ctx context.Context, o Options, ms MethodSpec, labels []string, t
 	fmt.Fprintf(o.Out, "   %s: validation accuracy %.4f, test accuracy %.4f (best step %d), %.1fs\n", ms.Name, val["accuracy"], test["accuracy"], st.BestStep, secs)
 	return &Result{Name: ms.Name, TestAccuracy: test["accuracy"], ValAccuracy: val["accuracy"], TrainableParams: rep.Trainable,
 		AdapterParams: adapterParams, TrainSeconds: secs, LR: ms.LR, Steps: st.Step, BestStep: st.BestStep}, nil
+}
+
+// runConfig is the finetune.Config of one method's demo run, as written to its config.json: the
+// settings runMethod trains with (the data are the sentiment fixtures, split 70/10/20).
+func runConfig(o Options, ms MethodSpec, pc peft.Config, steps, evalEvery int64) finetune.Config {
+	c := finetune.Default()
+	c.Name, c.Model, c.Task = "demo-"+ms.Name, "use", "classify"
+	c.Train = filepath.Join(fetch.Sentiment.Dir(o.CacheDir), "package", "test", "fixtures")
+	c.LabelColumn = "class"
+	c.Method, c.Rank, c.Alpha = string(ms.Method), pc.Rank, pc.Alpha
+	c.Targets, c.Dropout, c.Init = pc.Targets, pc.Dropout, string(pc.Init)
+	c.Ramp = strconv.FormatInt(pc.RampSteps, 10)
+	c.LR, c.HeadLR, c.WeightDecay, c.ClipNorm = ms.LR, o.HeadLR, 0.01, 0
+	c.Warmup, c.Schedule = strconv.FormatInt(steps/10, 10), string(optim.Linear)
+	c.Batch, c.Accum, c.Epochs, c.Steps, c.Seed = o.BatchSize, 1, float64(o.Epochs), steps, o.Seed
+	c.Streams, c.EvalEvery, c.EarlyMetric = classify.DefaultStreams, evalEvery, "accuracy"
+	return c
 }
 
 func writeAtomic(path string, b []byte) error { return safetensors.WriteFileAtomic(path, b, 0o644) }

@@ -4,9 +4,11 @@ import (
 	"context"
 	"io"
 	"path/filepath"
+	"reflect"
 	"testing"
 
 	"github.com/singlora/singlora/backend"
+	"github.com/singlora/singlora/finetune"
 	"github.com/singlora/singlora/internal/fetch"
 	"github.com/singlora/singlora/models/use"
 )
@@ -29,8 +31,9 @@ func TestDemoIsReproducible(t *testing.T) {
 		t.Fatal(err)
 	}
 	var results []*Results
+	runDir := filepath.Join(t.TempDir(), "demo")
 	for i := 0; i < 2; i++ {
-		r, err := Run(context.Background(), Options{RunDir: filepath.Join(t.TempDir(), "demo"), CacheDir: fetch.CacheDir(),
+		r, err := Run(context.Background(), Options{RunDir: runDir, CacheDir: fetch.CacheDir(),
 			Methods: specs, Epochs: 1, BatchSize: 16, Rank: 8, HeadLR: 1e-2, Seed: 5, Quiet: true, Out: io.Discard, Backend: be, MaxTrain: 64, MaxEval: 100})
 		if err != nil {
 			t.Fatal(err)
@@ -46,5 +49,23 @@ func TestDemoIsReproducible(t *testing.T) {
 	}
 	if results[0].Split["train"] != 64 || results[0].Split["test"] != 100 {
 		t.Fatalf("split %v", results[0].Split)
+	}
+	// Each method's folder is a run "singlora classify" can load, with the demo's settings.
+	for _, m := range results[1].Methods {
+		dir := filepath.Join(runDir, m.Name)
+		c, err := finetune.LoadRunConfig(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Method != m.Name || c.Rank != 8 || c.Seed != 5 || c.Steps != m.Steps || c.LR != m.LR {
+			t.Errorf("%s: config.json %+v does not match the run %+v", m.Name, c, m)
+		}
+		task, err := finetune.LoadClassifier(dir)
+		if err != nil {
+			t.Fatalf("%s: %v", m.Name, err)
+		}
+		if !reflect.DeepEqual(task.Labels, []string{"0", "1"}) || task.NumClasses != 2 {
+			t.Errorf("%s: labels %q, %d classes", m.Name, task.Labels, task.NumClasses)
+		}
 	}
 }

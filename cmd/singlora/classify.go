@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -20,39 +21,69 @@ func init() {
 		Name:    "classify",
 		Summary: "classify texts with a trained run (its adapter and head)",
 		Usage: `singlora classify --run runs/s1 "a lovely little film" "utterly boring"
-singlora classify --run runs/s1 --data test.jsonl`,
-		Run: func(args []string) error { return runClassify(args, os.Stdout) },
+singlora classify --run runs/s1 --data test.jsonl
+singlora classify --run runs/s1 --checkpoint last < texts.txt`,
+		Run: func(args []string) error { return runClassify(args, os.Stdin, os.Stdout, os.Stderr) },
 	})
 	register(&command{
 		Name:    "embed",
 		Summary: "sentence embeddings from a trained run's adapted encoder, as JSON lines",
 		Usage:   `singlora embed --run runs/s1 "some text" < more.txt`,
-		Run:     func(args []string) error { return runEmbed(args, os.Stdout) },
+		Run:     func(args []string) error { return runEmbed(args, os.Stdin, os.Stdout, os.Stderr) },
 	})
 }
 
-// inputTexts returns the positional texts, or the lines of stdin when there are none.
+// maxLineBytes is the longest line inputTexts reads from standard input.
+const maxLineBytes = 16 << 20
+
+// inputTexts returns the positional texts, or the non-blank lines of stdin when there are none.
+// A read error, or a line longer than maxLineBytes, is reported before an empty input is.
 func inputTexts(args []string, stdin io.Reader) ([]string, error) {
 	if len(args) > 0 {
 		return args, nil
 	}
 	var out []string
 	sc := bufio.NewScanner(stdin)
-	sc.Buffer(make([]byte, 1<<20), 1<<24)
+	sc.Buffer(make([]byte, 1<<20), maxLineBytes)
+	line := 0
 	for sc.Scan() {
+		line++
 		if t := strings.TrimSpace(sc.Text()); t != "" {
 			out = append(out, t)
 		}
 	}
+	if err := sc.Err(); errors.Is(err, bufio.ErrTooLong) {
+		return nil, fmt.Errorf("standard input: line %d is longer than %d MiB, the limit for one text", line+1, maxLineBytes>>20)
+	} else if err != nil {
+		return nil, fmt.Errorf("standard input: reading line %d: %w", line+1, err)
+	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("no texts: give them as arguments or one per line on standard input")
 	}
-	return out, sc.Err()
+	return out, nil
 }
 
-func runClassify(args []string, w io.Writer) error {
+const checkpointUsage = "weights to use: best or last (RUN/checkpoints/…), or a checkpoint or adapter folder (default: RUN/adapter when the run finished, else best, else last)"
+
+// loadRun loads the classifier of run with the weights checkpoint names, saying on stderr which
+// weights it read.
+func loadRun(cmd, run, checkpoint string, stderr io.Writer) (*classify.Task, error) {
+	if run == "" {
+		return nil, fmt.Errorf("--run is required")
+	}
+	task, w, err := finetune.LoadClassifierFrom(run, checkpoint)
+	if err != nil {
+		return nil, err
+	}
+	task.Warnings = stderr
+	fmt.Fprintf(stderr, "%s: weights from %s\n", cmd, w)
+	return task, nil
+}
+
+func runClassify(args []string, stdin io.Reader, w, stderr io.Writer) error {
 	fs := flag.NewFlagSet("classify", flag.ContinueOnError)
 	run := fs.String("run", "", "trained run folder (from singlora train)")
+	checkpoint := fs.String("checkpoint", "", checkpointUsage)
 	dataPath := fs.String("data", "", "classify a data file instead (its label column, if any, gives the accuracy)")
 	textCol := fs.String("text-column", "", "text column of --data (default text)")
 	labelCol := fs.String("label-column", "", "label column of --data (default label)")
@@ -64,7 +95,10 @@ func runClassify(args []string, w io.Writer) error {
 	}
 	var texts, gold []string
 	if *dataPath != "" {
-		ex, err := data.LoadClassification(*dataPath, data.Options{TextColumn: *textCol, LabelColumn: *labelCol})
+		if fs.NArg() > 0 {
+			return fmt.Errorf("give texts as arguments or --data, not both")
+		}
+		ex, err := data.LoadClassification(*dataPath, data.Options{TextColumn: *textCol, LabelColumn: *labelCol, Warnings: stderr})
 		if err != nil {
 			return err
 		}
@@ -73,11 +107,11 @@ func runClassify(args []string, w io.Writer) error {
 		}
 	} else {
 		var err error
-		if texts, err = inputTexts(fs.Args(), os.Stdin); err != nil {
+		if texts, err = inputTexts(fs.Args(), stdin); err != nil {
 			return err
 		}
 	}
-	task, err := finetune.LoadClassifier(*run)
+	task, err := loadRun("classify", *run, *checkpoint, stderr)
 	if err != nil {
 		return err
 	}
@@ -89,8 +123,7 @@ func runClassify(args []string, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	rows := task.Enc.Tokenize(texts)
-	lp, err := p.LogProbs(rows)
+	lp, err := p.LogProbs(task.Tokenize(texts))
 	if err != nil {
 		return err
 	}
@@ -101,7 +134,7 @@ func runClassify(args []string, w io.Writer) error {
 		out := map[string]any{"text": texts[i], "prediction": task.Labels[k], "log_probs": row}
 		if gold != nil {
 			out["label"] = gold[i]
-			if gold[i] == task.Labels[k] {
+			if data.CanonicalLabel(gold[i]) == data.CanonicalLabel(task.Labels[k]) {
 				correct++
 			}
 		}
@@ -110,25 +143,26 @@ func runClassify(args []string, w io.Writer) error {
 		}
 	}
 	if gold != nil {
-		fmt.Fprintf(os.Stderr, "accuracy %.4f on %d examples\n", float64(correct)/float64(len(gold)), len(gold))
+		fmt.Fprintf(stderr, "accuracy %.4f on %d examples\n", float64(correct)/float64(len(gold)), len(gold))
 	}
 	return nil
 }
 
-func runEmbed(args []string, w io.Writer) error {
+func runEmbed(args []string, stdin io.Reader, w, stderr io.Writer) error {
 	fs := flag.NewFlagSet("embed", flag.ContinueOnError)
 	run := fs.String("run", "", "trained run folder (from singlora train)")
+	checkpoint := fs.String("checkpoint", "", checkpointUsage)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *run == "" {
 		return fmt.Errorf("--run is required")
 	}
-	texts, err := inputTexts(fs.Args(), os.Stdin)
+	texts, err := inputTexts(fs.Args(), stdin)
 	if err != nil {
 		return err
 	}
-	task, err := finetune.LoadClassifier(*run)
+	task, err := loadRun("embed", *run, *checkpoint, stderr)
 	if err != nil {
 		return err
 	}

@@ -73,5 +73,6 @@ func runDemo(args []string) error {
 	fmt.Print(res.Table())
 	fmt.Printf("\nresults: %s\n", filepath.Join(*run, "results.json"))
 	fmt.Printf("adapters: %s\n", filepath.Join(*run, "<method>", "checkpoints", "best", "adapter"))
+	fmt.Printf("classify with one: singlora classify --run %s \"some text\"\n", filepath.Join(*run, specs[len(specs)-1].Name))
 	return nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -53,7 +54,13 @@ func runGenerate(args []string) error {
 		return fmt.Errorf("give exactly one of --prompt and --prompt-ids")
 	}
 	if *maxNew < 1 {
-		return fmt.Errorf("--max-new-tokens must be ≥ 1")
+		return fmt.Errorf("--max-new-tokens %d: must be ≥ 1", *maxNew)
+	}
+	if math.IsNaN(*temp) || math.IsInf(*temp, 0) || *temp < 0 {
+		return fmt.Errorf("--temperature %v: must be a finite number ≥ 0 (0: greedy; 1: the model's distribution)", *temp)
+	}
+	if *topK < 0 {
+		return fmt.Errorf("--top-k %d: must be ≥ 0 (0: sample among all tokens)", *topK)
 	}
 	rc, err := hf.ReadConfig(*dir)
 	if err != nil {
@@ -96,11 +103,17 @@ func runGenerate(args []string) error {
 		if err != nil {
 			return err
 		}
+		if err := checkPositions(len(ids), *maxNew, c.MaxPositions, "max_position_embeddings"); err != nil {
+			return err
+		}
 		specs, eos = llama.Linears(c), c.EOS
 		build = func(inj *peft.Injection) (generator, error) { return llama.NewGenerator(be, store, c, inj, maxLen) }
 	case "gpt2":
 		c, err := gpt2.Load(*dir, store)
 		if err != nil {
+			return err
+		}
+		if err := checkPositions(len(ids), *maxNew, c.Positions, "n_positions"); err != nil {
 			return err
 		}
 		specs, eos = gpt2.Linears(c), c.EOS
@@ -134,5 +147,21 @@ func runGenerate(args []string) error {
 		out = out[:len(out)-1]
 	}
 	fmt.Fprint(os.Stdout, tok.Decode(out), "\n")
+	return nil
+}
+
+// checkPositions checks that a prompt of promptLen tokens plus maxNew new ones fits in the
+// model's limit positions (its config.json key, for the message).
+func checkPositions(promptLen, maxNew, limit int, key string) error {
+	switch {
+	case limit < 1:
+		return fmt.Errorf("the model's %s is %d: want ≥ 1", key, limit)
+	case promptLen >= limit:
+		return fmt.Errorf("the prompt has %d tokens, but the model reads at most %d (%s), and at least one must be left for --max-new-tokens: shorten the prompt",
+			promptLen, limit, key)
+	case promptLen+maxNew > limit:
+		return fmt.Errorf("the prompt has %d tokens and --max-new-tokens is %d: %d positions, more than the model's %d (%s); lower --max-new-tokens to at most %d or shorten the prompt",
+			promptLen, maxNew, promptLen+maxNew, limit, key, limit-promptLen)
+	}
 	return nil
 }

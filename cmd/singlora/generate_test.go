@@ -1,9 +1,11 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -94,6 +96,75 @@ func TestGenerateCommand(t *testing.T) {
 		_, err := captureStdout(t, func() error { return runGenerate(tc.args) })
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: error %v, want %q", tc.args, err, tc.want)
+		}
+	}
+}
+
+// withConfig returns a copy of the model folder dir whose config.json has key set to value.
+func withConfig(t *testing.T, dir, key string, value any) string {
+	t.Helper()
+	out := t.TempDir()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.Name() == "config.json" {
+			var cfg map[string]any
+			if err := json.Unmarshal(b, &cfg); err != nil {
+				t.Fatal(err)
+			}
+			cfg[key] = value
+			b, _ = json.Marshal(cfg)
+		}
+		if err := os.WriteFile(filepath.Join(out, e.Name()), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
+}
+
+// TestGenerateRefusesBadSettings: sampling settings out of range, and prompts that do not fit the
+// model's positions, are refused with the flag, the allowed range and (for the prompt) the counts.
+func TestGenerateRefusesBadSettings(t *testing.T) {
+	dir := withConfig(t, tinyLlamaDir(t), "max_position_embeddings", 8)
+	base := []string{"--model", dir, "--prompt-ids", "1,4,7"}
+	for _, tc := range []struct {
+		args []string
+		want []string // substrings of the error; none: it must succeed
+	}{
+		{[]string{"--temperature", "-1"}, []string{"--temperature -1", "finite number ≥ 0"}},
+		{[]string{"--temperature", "NaN"}, []string{"--temperature NaN", "finite number ≥ 0"}},
+		{[]string{"--temperature", "+Inf"}, []string{"--temperature +Inf", "finite"}},
+		{[]string{"--top-k", "-3"}, []string{"--top-k -3", "≥ 0"}},
+		{[]string{"--max-new-tokens", "0"}, []string{"--max-new-tokens 0", "≥ 1"}},
+		{[]string{"--max-new-tokens", "6"}, []string{"the prompt has 3 tokens", "--max-new-tokens is 6", "9 positions", "8 (max_position_embeddings)", "at most 5"}},
+		{[]string{"--prompt-ids", "1,2,3,4,5,6,7,8"}, []string{"the prompt has 8 tokens", "at most 8 (max_position_embeddings)", "shorten the prompt"}},
+		{[]string{"--max-new-tokens", "5"}, nil},
+		{[]string{"--max-new-tokens", "5", "--temperature", "0.7", "--top-k", "3", "--seed", "2"}, nil},
+	} {
+		args := append(append([]string(nil), base...), tc.args...)
+		out, err := captureStdout(t, func() error { return runGenerate(args) })
+		if tc.want == nil {
+			if err != nil {
+				t.Errorf("%v: %v", tc.args, err)
+			} else if n := len(strings.Split(out, ",")); n < 1 || n > 5 {
+				t.Errorf("%v: printed %q, want 1 to 5 token ids", tc.args, out)
+			}
+			continue
+		}
+		if err == nil {
+			t.Errorf("%v: no error (printed %q)", tc.args, out)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%v: error %q does not contain %q", tc.args, err, w)
+			}
 		}
 	}
 }

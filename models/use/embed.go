@@ -14,15 +14,23 @@ import (
 
 // Tokenize returns the ids of each text, clipped to MaxLength.
 func (m *Model) Tokenize(texts []string) [][]int {
-	out := make([][]int, len(texts))
+	out, _ := m.TokenizeClipped(texts)
+	return out
+}
+
+// TokenizeClipped is Tokenize that also returns how many texts had more than MaxLength tokens
+// (and lost the rest).
+func (m *Model) TokenizeClipped(texts []string) (rows [][]int, clipped int) {
+	rows = make([][]int, len(texts))
 	for i, t := range texts {
 		ids := m.Tokenizer.Encode(t)
 		if len(ids) > m.maxLength {
 			ids = ids[:m.maxLength]
+			clipped++
 		}
-		out[i] = ids
+		rows[i] = ids
 	}
-	return out
+	return rows, clipped
 }
 
 // PadBatch packs token ids into ids [n, L] (int32, padding 0) and mask [n, L] (float32, 1 at

@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -166,6 +167,36 @@ func TestParityWithReference(t *testing.T) {
 	for j := range alone[0] {
 		if d := math.Abs(float64(alone[0][j] - got[0][j])); d > 1e-5 {
 			t.Fatalf("embedding of %q changes with padding: |diff| %.3g at %d", ref[0].Text, d, j)
+		}
+	}
+}
+
+// TestTokenizeClipped: texts over MaxLength tokens are clipped to their first MaxLength tokens
+// and counted; shorter ones are untouched.
+func TestTokenizeClipped(t *testing.T) {
+	m := loadModel(t)
+	long := strings.Repeat("word ", 3*MaxLength)
+	tests := []struct {
+		texts   []string
+		clipped int
+	}{
+		{[]string{"a short one", "another"}, 0},
+		{[]string{"short", long, long + "more"}, 2},
+	}
+	for _, tc := range tests {
+		rows, clipped := m.TokenizeClipped(tc.texts)
+		if clipped != tc.clipped {
+			t.Errorf("%d texts: clipped %d, want %d", len(tc.texts), clipped, tc.clipped)
+		}
+		for i, text := range tc.texts {
+			full := m.Tokenizer.Encode(text)
+			want := full[:min(len(full), MaxLength)]
+			if !reflect.DeepEqual(rows[i], want) {
+				t.Errorf("text %d: %d ids, want the first %d of %d", i, len(rows[i]), len(want), len(full))
+			}
+		}
+		if plain := m.Tokenize(tc.texts); !reflect.DeepEqual(plain, rows) {
+			t.Errorf("Tokenize and TokenizeClipped disagree")
 		}
 	}
 }
