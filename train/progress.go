@@ -3,16 +3,20 @@ package train
 import (
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"strings"
 	"time"
 )
 
-// progress draws a one-line progress bar (loss, examples/s, ETA) or, when quiet, log lines.
+// progress draws a one-line progress bar (loss, examples/s, ETA) on a terminal; written to a
+// file or a pipe (a CI log, "make demo > log"), where carriage-return redraws would pile up, it
+// prints a plain line every LineEvery instead. Quiet prints a line every `every` steps.
 type progress struct {
 	w           io.Writer
 	total, from int64
 	quiet       bool
+	tty         bool
 	every       int64
 	perStep     int64
 	start       time.Time
@@ -27,7 +31,20 @@ func newProgress(w io.Writer, total, from int64, quiet bool, every, examplesPerS
 		every = 10
 	}
 	now := time.Now()
-	return &progress{w: w, total: total, from: from, quiet: quiet, every: every, perStep: examplesPerStep, start: now}
+	return &progress{w: w, total: total, from: from, quiet: quiet, tty: isTerminal(w), every: every, perStep: examplesPerStep, start: now, last: now}
+}
+
+// LineEvery is how often the progress display prints a line when its output is not a terminal.
+var LineEvery = 10 * time.Second
+
+// isTerminal reports whether w is a character device (a terminal), where redrawing one line works.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
 func (p *progress) note(ev map[string]float64) {
@@ -56,9 +73,18 @@ func (p *progress) update(step int64, loss float64) {
 	if p.tokens > 0 {
 		speed += fmt.Sprintf(" %.0f tok/s", float64(p.tokens)/el)
 	}
-	if p.quiet {
-		if step%p.every == 0 || step == p.total {
-			fmt.Fprintf(p.w, "step %d/%d loss %.4f %s eta %s\n", step, p.total, loss, speed, eta.Round(time.Second))
+	if p.quiet || !p.tty {
+		due := step%p.every == 0
+		if !p.quiet {
+			due = time.Since(p.last) >= LineEvery
+		}
+		if due || step == p.total {
+			p.last = time.Now()
+			line := fmt.Sprintf("step %d/%d loss %.4f %s eta %s", step, p.total, loss, speed, eta.Round(time.Second))
+			if !p.quiet && p.lastEval != "" {
+				line += " | " + p.lastEval
+			}
+			fmt.Fprintln(p.w, line)
 		}
 		return
 	}

@@ -325,6 +325,7 @@ func (r *Runner) Run(ctx context.Context, resume bool) (State, error) {
 		}
 		if err != nil {
 			bar.done()
+			m.Step = r.state.Step + 1 // the step that failed (the counter did not advance)
 			if werr := writeMetric(m); werr != nil {
 				return r.state, errors.Join(err, werr)
 			}

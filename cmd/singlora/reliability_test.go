@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/singlora/singlora/internal/atomicfile"
+	"github.com/singlora/singlora/internal/fetch"
 	"github.com/singlora/singlora/models/use"
 	"github.com/singlora/singlora/train"
 )
@@ -259,4 +260,156 @@ func TestOneTrainerPerFolder(t *testing.T) {
 		t.Fatalf("after the first run ended: %v", err)
 	}
 	l.Unlock()
+}
+
+// TestTrainRefusesBadFlags: every out-of-range flag is an error naming the flag, before
+// anything is written (no run folder appears).
+func TestTrainRefusesBadFlags(t *testing.T) {
+	needUSE(t)
+	tmp := t.TempDir()
+	dataPath := filepath.Join(tmp, "train.jsonl")
+	writeSentiment(t, dataPath, 80)
+	for _, tc := range []struct {
+		flags []string
+		want  string
+	}{
+		{[]string{"--steps", "-3"}, "--steps -3"},
+		{[]string{"--epochs", "-1"}, "--epochs -1"},
+		{[]string{"--early-metric", "f1"}, `--early-metric "f1"`},
+		{[]string{"--head-lr", "-1"}, "--head-lr -1"},
+		{[]string{"--lr", "NaN"}, "--lr NaN"},
+		{[]string{"--alpha", "-8"}, "--alpha -8"},
+		{[]string{"--alpha", "1e308"}, "--alpha 1e+308"},
+		{[]string{"--patience", "-1"}, "--patience -1"},
+		{[]string{"--eval-every", "-1"}, "--eval-every -1"},
+		{[]string{"--checkpoint-every", "-1"}, "--checkpoint-every -1"},
+		{[]string{"--weight-decay", "-0.1"}, "--weight-decay -0.1"},
+		{[]string{"--clip", "-1"}, "--clip -1"},
+		{[]string{"--val-fraction", "1"}, "--val-fraction 1"},
+		{[]string{"--batch", "100000"}, "--batch 100000 is larger than the 72 training examples"},
+		{[]string{"--rank", "100000"}, "--rank 100000 is wider than layer"},
+		{[]string{"--rank", "600"}, "lower --rank to at most 256"},
+	} {
+		run := filepath.Join(tmp, "run")
+		args := append([]string{"train", "--data", dataPath, "--run", run, "--steps", "2", "--quiet"}, tc.flags...)
+		out, err := cli(args...).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), tc.want) {
+			t.Errorf("%v: err %v, want an error mentioning %q:\n%s", tc.flags, err, tc.want, out)
+		}
+		if _, err := os.Stat(filepath.Join(run, "config.json")); err == nil {
+			t.Errorf("%v: the refused run wrote config.json", tc.flags)
+		}
+		_ = os.RemoveAll(run)
+	}
+}
+
+// TestRefusedTrainWritesNothing: a folder holding checkpoints but no config.json is refused
+// before config.json or head.json are written.
+func TestRefusedTrainWritesNothing(t *testing.T) {
+	needUSE(t)
+	tmp := t.TempDir()
+	dataPath := filepath.Join(tmp, "train.jsonl")
+	writeSentiment(t, dataPath, 40)
+	run := filepath.Join(tmp, "run")
+	if err := os.MkdirAll(filepath.Join(run, "checkpoints", "last"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, err := cli("train", "--data", dataPath, "--run", run, "--steps", "2", "--quiet").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "holds checkpoints but no config.json") {
+		t.Fatalf("err %v, want a refusal naming what the folder holds:\n%s", err, out)
+	}
+	for _, f := range []string{"config.json", "head.json", "metrics.jsonl"} {
+		if _, err := os.Stat(filepath.Join(run, f)); err == nil {
+			t.Errorf("the refused run wrote %s", f)
+		}
+	}
+}
+
+// TestResumeBeforeFirstCheckpoint: a run stopped before its first checkpoint (here: killed at
+// the first rename of a checkpoint) leaves config.json; retrying it the way the message says
+// (--resume) starts it again from step 0 and ends like an uninterrupted run. Running the same
+// command again says to resume.
+func TestResumeBeforeFirstCheckpoint(t *testing.T) {
+	needUSE(t)
+	tmp := t.TempDir()
+	dataPath := filepath.Join(tmp, "train.jsonl")
+	writeSentiment(t, dataPath, 40)
+	common := []string{"--data", dataPath, "--steps", "3", "--batch", "8", "--quiet", "--seed", "3"}
+	whole := filepath.Join(tmp, "whole")
+	if out, err := cli(append([]string{"train", "--run", whole}, common...)...).CombinedOutput(); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	run := filepath.Join(tmp, "run")
+	// Kill points 1-4 are config.json's and head.json's renames; 5 is just before the first
+	// checkpoint file's rename.
+	cmd := cli(append([]string{"train", "--run", run}, common...)...)
+	cmd.Env = append(cmd.Env, atomicfile.KillEnv+"=5")
+	if out, err := cmd.CombinedOutput(); !killedBySIGKILL(err) {
+		t.Fatalf("want the run killed: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(run, "config.json")); err != nil {
+		t.Fatal("config.json should exist after the kill")
+	}
+	out, err := cli(append([]string{"train", "--run", run}, common...)...).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "resume it with --resume "+run) {
+		t.Fatalf("running the same command again: %v, want the resume hint:\n%s", err, out)
+	}
+	out, err = cli("train", "--resume", run, "--quiet").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "starting the run again from step 0") {
+		t.Fatalf("resume: %v\n%s", err, out)
+	}
+	if d := diffSnapshots(runSnapshot(t, whole), runSnapshot(t, run)); len(d) > 0 {
+		t.Fatalf("the restarted run differs: %s", strings.Join(d, ", "))
+	}
+}
+
+// TestResumeFromAnotherDirectory: config.json records absolute data paths, so --resume works
+// from any working directory; --resume refuses flags that would change the run.
+func TestResumeFromAnotherDirectory(t *testing.T) {
+	needUSE(t)
+	tmp := t.TempDir()
+	writeSentiment(t, filepath.Join(tmp, "train.jsonl"), 40)
+	cmd := cli("train", "--data", "train.jsonl", "--run", "run", "--steps", "4", "--batch", "8", "--quiet", "--checkpoint-every", "1")
+	cmd.Dir = tmp
+	cache := "SINGLORA_CACHE=" + fetch.CacheDir() // the folder walk from tmp finds no go.mod
+	cmd.Env = append(cmd.Env, atomicfile.KillEnv+"=12", cache)
+	if out, err := cmd.CombinedOutput(); !killedBySIGKILL(err) {
+		t.Fatalf("want the run killed mid-way: %v\n%s", err, out)
+	}
+	b, err := os.ReadFile(filepath.Join(tmp, "run", "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), filepath.Join(tmp, "train.jsonl")) {
+		t.Fatalf("config.json should name the data by its absolute path:\n%s", b)
+	}
+	run := filepath.Join(tmp, "run")
+	if out, err := cli("train", "--resume", run, "--lr", "0.1").CombinedOutput(); err == nil || !strings.Contains(string(out), "--lr cannot change it") {
+		t.Fatalf("--resume with --lr: %v, want a refusal:\n%s", err, out)
+	}
+	other := cli("train", "--resume", run, "--quiet")
+	other.Dir = t.TempDir()
+	other.Env = append(other.Env, cache)
+	if out, err := other.CombinedOutput(); err != nil {
+		t.Fatalf("resume from another directory: %v\n%s", err, out)
+	}
+}
+
+// TestNewRunName: default run folders started in the same second get distinct names.
+func TestNewRunName(t *testing.T) {
+	base := filepath.Join(t.TempDir(), "runs", "singlora-20261202-000000")
+	seen := map[string]bool{}
+	for i := 0; i < 3; i++ {
+		name, err := newRunName(base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seen[name] {
+			t.Fatalf("%s handed out twice", name)
+		}
+		seen[name] = true
+	}
+	if !seen[base] || !seen[base+"-2"] || !seen[base+"-3"] {
+		t.Fatalf("names %v, want %s, -2, -3", seen, base)
+	}
 }
