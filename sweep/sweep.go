@@ -19,7 +19,9 @@ import (
 	"time"
 
 	"github.com/singlora/singlora/finetune"
+	"github.com/singlora/singlora/internal/atomicfile"
 	"github.com/singlora/singlora/plot"
+	"github.com/singlora/singlora/train"
 )
 
 // Cell is one run of a sweep.
@@ -83,12 +85,14 @@ type Options struct {
 	Out      io.Writer
 }
 
-// Status of a cell's run folder.
+// Status of a cell's run folder: done (summary.json), partial (a run was recorded —
+// config.json — and is resumed; train --resume starts one that stopped before its first
+// checkpoint again from step 0), stale (a folder without a run: removed and started over) or new.
 func status(dir string) string {
 	if _, err := os.Stat(filepath.Join(dir, finetune.SummaryFile)); err == nil {
 		return "done"
 	}
-	if _, err := os.Stat(filepath.Join(dir, "checkpoints", "last")); err == nil {
+	if _, err := os.Stat(filepath.Join(dir, finetune.ConfigFile)); err == nil {
 		return "partial"
 	}
 	if _, err := os.Stat(dir); err == nil {
@@ -171,6 +175,15 @@ func Run(ctx context.Context, cells []Cell, o Options) error {
 
 func runCell(ctx context.Context, c Cell, o Options, threads int) error {
 	dir := filepath.Join(o.Dir, c.Name)
+	// A trainer left running by an earlier, killed sweep still holds the folder: say so rather
+	// than start a second trainer (which would refuse) or remove its folder.
+	if _, err := os.Stat(dir); err == nil {
+		l, err := train.LockFolder(dir)
+		if err != nil {
+			return err
+		}
+		l.Unlock()
+	}
 	var args []string
 	switch status(dir) {
 	case "partial":
@@ -183,13 +196,14 @@ func runCell(ctx context.Context, c Cell, o Options, threads int) error {
 	default:
 		cfgPath := filepath.Join(o.Dir, c.Name+".config.json")
 		js, _ := json.MarshalIndent(c.Cfg, "", "  ")
-		if err := os.WriteFile(cfgPath, js, 0o644); err != nil {
+		if err := atomicfile.WriteFile(cfgPath, js, 0o644); err != nil {
 			return err
 		}
 		args = []string{"train", "--config", cfgPath, "--run", dir, "--quiet"}
 	}
 	cmd := exec.Command(o.Binary, args...)
 	cmd.Env = append(os.Environ(), fmt.Sprintf("GOMAXPROCS=%d", threads))
+	stopWithParent(cmd) // a killed sweep must not leave its trainers running
 	logf, err := os.Create(filepath.Join(o.Dir, c.Name+".log"))
 	if err != nil {
 		return err
@@ -239,20 +253,21 @@ func Collect(dir string, cells []Cell) ([]Result, error) {
 	return out, nil
 }
 
-// Row is one (variant, lr) cell of the summary, over seeds.
+// Row is one (variant, lr) cell of the summary, over seeds. The test fields are absent when the
+// runs had no test set.
 type Row struct {
-	Variant  string  `json:"variant"`
-	LR       float64 `json:"lr"`
-	N        int     `json:"n"`
-	TestMean float64 `json:"test_accuracy_mean"`
-	TestStd  float64 `json:"test_accuracy_std"`
-	ValMean  float64 `json:"val_accuracy_mean"`
-	ValStd   float64 `json:"val_accuracy_std"`
-	Params   int     `json:"trainable_params"`
-	Seconds  float64 `json:"train_seconds_mean"`
+	Variant  string   `json:"variant"`
+	LR       float64  `json:"lr"`
+	N        int      `json:"n"`
+	TestMean *float64 `json:"test_accuracy_mean,omitempty"`
+	TestStd  *float64 `json:"test_accuracy_std,omitempty"`
+	ValMean  float64  `json:"val_accuracy_mean"`
+	ValStd   float64  `json:"val_accuracy_std"`
+	Params   int      `json:"trainable_params"`
+	Seconds  float64  `json:"train_seconds_mean"`
 }
 
-// Spread is a variant's range of mean test accuracy across learning rates.
+// Spread is a variant's range of the mean of Summary.Metric across learning rates.
 type Spread struct {
 	Variant string  `json:"variant"`
 	Min     float64 `json:"min"`
@@ -263,6 +278,9 @@ type Spread struct {
 
 // Summary is sweep.json.
 type Summary struct {
+	// Metric is what the spreads and the best learning rate are measured by: "test accuracy"
+	// when every finished run has a test set, else "validation accuracy".
+	Metric  string   `json:"metric"`
 	Rows    []Row    `json:"rows"`
 	Spreads []Spread `json:"spreads"`
 }
@@ -286,7 +304,8 @@ func meanStd(xs []float64) (float64, float64) {
 	return m, math.Sqrt(v / float64(len(xs)-1))
 }
 
-// Summarize groups results by (variant, lr).
+// Summarize groups results by (variant, lr). Runs without a test set are not scored on one: the
+// test columns are left out and the learning rates are compared by validation accuracy.
 func Summarize(results []Result) Summary {
 	type key struct {
 		v  string
@@ -294,14 +313,21 @@ func Summarize(results []Result) Summary {
 	}
 	groups := map[key][]Result{}
 	var order []key
+	haveTest := len(results) > 0
 	for _, r := range results {
 		k := key{r.Cell.Variant, r.Cell.Cfg.LR}
 		if _, ok := groups[k]; !ok {
 			order = append(order, k)
 		}
 		groups[k] = append(groups[k], r)
+		if _, ok := r.Summary.Test["accuracy"]; !ok {
+			haveTest = false
+		}
 	}
-	var s Summary
+	s := Summary{Metric: "validation accuracy"}
+	if haveTest {
+		s.Metric = "test accuracy"
+	}
 	best := map[string]*Spread{}
 	var variants []string
 	for _, k := range order {
@@ -313,21 +339,27 @@ func Summarize(results []Result) Summary {
 			secs = append(secs, r.Summary.TrainSeconds)
 		}
 		row := Row{Variant: k.v, LR: k.lr, N: len(rs), Params: rs[0].Summary.TrainableParams}
-		row.TestMean, row.TestStd = meanStd(test)
+		score := 0.0
 		row.ValMean, row.ValStd = meanStd(val)
+		score = row.ValMean
+		if haveTest {
+			m, sd := meanStd(test)
+			row.TestMean, row.TestStd = &m, &sd
+			score = m
+		}
 		row.Seconds, _ = meanStd(secs)
 		s.Rows = append(s.Rows, row)
 		sp, ok := best[k.v]
 		if !ok {
-			sp = &Spread{Variant: k.v, Min: row.TestMean, Max: row.TestMean, BestLR: k.lr}
+			sp = &Spread{Variant: k.v, Min: score, Max: score, BestLR: k.lr}
 			best[k.v] = sp
 			variants = append(variants, k.v)
 		}
-		if row.TestMean < sp.Min {
-			sp.Min = row.TestMean
+		if score < sp.Min {
+			sp.Min = score
 		}
-		if row.TestMean > sp.Max {
-			sp.Max, sp.BestLR = row.TestMean, k.lr
+		if score > sp.Max {
+			sp.Max, sp.BestLR = score, k.lr
 		}
 	}
 	for _, v := range variants {
@@ -349,10 +381,14 @@ func (s Summary) Markdown() string {
 	var sb strings.Builder
 	sb.WriteString("| variant | lr | runs | trainable params | test accuracy | validation accuracy | train s |\n|---|---|---|---|---|---|---|\n")
 	for _, r := range s.Rows {
-		fmt.Fprintf(&sb, "| %s | %g | %d | %d | %.4f ± %.4f | %.4f ± %.4f | %.0f |\n", r.Variant, r.LR, r.N, r.Params, r.TestMean, r.TestStd, r.ValMean, r.ValStd, r.Seconds)
+		test := "— (no test set)"
+		if r.TestMean != nil {
+			test = fmt.Sprintf("%.4f ± %.4f", *r.TestMean, *r.TestStd)
+		}
+		fmt.Fprintf(&sb, "| %s | %g | %d | %d | %s | %.4f ± %.4f | %.0f |\n", r.Variant, r.LR, r.N, r.Params, test, r.ValMean, r.ValStd, r.Seconds)
 	}
 	if len(s.Spreads) > 0 {
-		sb.WriteString("\n| variant | min mean test acc | max mean test acc | spread | best lr |\n|---|---|---|---|---|\n")
+		fmt.Fprintf(&sb, "\n| variant | min mean %[1]s | max mean %[1]s | spread | best lr |\n|---|---|---|---|---|\n", s.metric())
 		for _, sp := range s.Spreads {
 			fmt.Fprintf(&sb, "| %s | %.4f | %.4f | %.4f | %g |\n", sp.Variant, sp.Min, sp.Max, sp.Spread, sp.BestLR)
 		}
@@ -360,30 +396,42 @@ func (s Summary) Markdown() string {
 	return sb.String()
 }
 
+func (s Summary) metric() string {
+	if s.Metric == "" {
+		return "test accuracy"
+	}
+	return s.Metric
+}
+
 // Write writes sweep.json, sweep.md and, when there are several learning rates, the sweep plot.
 func (s Summary) Write(dir string) error {
 	js, _ := json.MarshalIndent(s, "", "  ")
-	if err := os.WriteFile(filepath.Join(dir, "sweep.json"), append(js, '\n'), 0o644); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(dir, "sweep.json"), append(js, '\n'), 0o644); err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "sweep.md"), []byte(s.Markdown()), 0o644); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(dir, "sweep.md"), []byte(s.Markdown()), 0o644); err != nil {
 		return err
 	}
 	lrs := map[float64]bool{}
 	var pts []plot.SweepPoint
 	for _, r := range s.Rows {
 		lrs[r.LR] = true
-		pts = append(pts, plot.SweepPoint{Method: r.Variant, LR: r.LR, Value: r.TestMean, Err: r.TestStd})
+		v, e := r.ValMean, r.ValStd
+		if r.TestMean != nil {
+			v, e = *r.TestMean, *r.TestStd
+		}
+		pts = append(pts, plot.SweepPoint{Method: r.Variant, LR: r.LR, Value: v, Err: e})
 	}
 	if len(lrs) < 2 {
 		return nil
 	}
-	ch, err := plot.Sweep(pts, "test accuracy")
+	ch, err := plot.Sweep(pts, s.metric())
 	if err != nil {
 		return err
 	}
-	if err := ch.WriteSVG(filepath.Join(dir, "sweep-test-accuracy.svg")); err != nil {
+	name := "sweep-" + strings.ReplaceAll(s.metric(), " ", "-")
+	if err := ch.WriteSVG(filepath.Join(dir, name+".svg")); err != nil {
 		return err
 	}
-	return ch.WritePNG(filepath.Join(dir, "sweep-test-accuracy.png"))
+	return ch.WritePNG(filepath.Join(dir, name+".png"))
 }

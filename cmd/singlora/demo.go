@@ -1,13 +1,9 @@
 package main
 
 import (
-	"context"
 	"flag"
 	"fmt"
-	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/singlora/singlora/backend"
@@ -22,21 +18,6 @@ func init() {
 		Usage:   "singlora demo --run runs/demo",
 		Run:     runDemo,
 	})
-}
-
-// signalContext returns a context cancelled by SIGINT/SIGTERM (a second signal exits at once).
-func signalContext() (context.Context, func()) {
-	ctx, cancel := context.WithCancel(context.Background())
-	ch := make(chan os.Signal, 2)
-	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
-	go func() {
-		<-ch
-		fmt.Fprintln(os.Stderr, "\nsignal received: saving a checkpoint and stopping (send again to abort)")
-		cancel()
-		<-ch
-		os.Exit(130)
-	}()
-	return ctx, func() { signal.Stop(ch); cancel() }
 }
 
 func runDemo(args []string) error {

@@ -3,12 +3,16 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"os"
+	"os/signal"
 	"sort"
 	"strings"
+	"sync/atomic"
+	"syscall"
 )
 
 // command is one subcommand of the singlora binary. Each lives in its own file and registers
@@ -76,6 +80,40 @@ func main() {
 			return
 		}
 		fmt.Fprintf(os.Stderr, "singlora %s: %v\n", c.Name, err)
-		os.Exit(1)
+		os.Exit(exitCode())
 	}
+}
+
+// caught is the signal that stopped the command (nil: none).
+var caught atomic.Pointer[syscall.Signal]
+
+// exitCode is 128 + the signal's number when a signal stopped the command (130 for SIGINT, 143
+// for SIGTERM, as shells report a process a signal ended), else 1.
+func exitCode() int {
+	if s := caught.Load(); s != nil {
+		return 128 + int(*s)
+	}
+	return 1
+}
+
+// signalContext returns a context cancelled by SIGINT/SIGTERM, so that a command saves a
+// checkpoint and stops; a second signal exits at once.
+func signalContext() (context.Context, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := make(chan os.Signal, 2)
+	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		sig, ok := <-ch
+		if !ok {
+			return
+		}
+		if s, isSys := sig.(syscall.Signal); isSys {
+			caught.Store(&s)
+		}
+		fmt.Fprintln(os.Stderr, "\nsignal received: saving a checkpoint and stopping (send again to abort)")
+		cancel()
+		<-ch
+		os.Exit(exitCode())
+	}()
+	return ctx, func() { signal.Stop(ch); cancel() }
 }

@@ -413,3 +413,55 @@ func TestNewRunName(t *testing.T) {
 		t.Fatalf("names %v, want %s, -2, -3", seen, base)
 	}
 }
+
+// TestKilledSweepStopsItsTrainers: SIGKILL of a sweep takes its trainer down too (it gets
+// SIGTERM, checkpoints and exits, freeing the folder), and running the sweep again resumes it.
+func TestKilledSweepStopsItsTrainers(t *testing.T) {
+	needUSE(t)
+	tmp := t.TempDir()
+	dataPath := filepath.Join(tmp, "train.jsonl")
+	writeSentiment(t, dataPath, 48)
+	out := filepath.Join(tmp, "sweep")
+	args := []string{"sweep", "--data", dataPath, "--methods", "singlora", "--lrs", "1e-3", "--seeds", "1",
+		"--steps", "60", "--batch", "8", "--out", out}
+	sw := cli(args...)
+	var log bytes.Buffer
+	sw.Stdout, sw.Stderr = &log, &log
+	if err := sw.Start(); err != nil {
+		t.Fatal(err)
+	}
+	cell := filepath.Join(out, "singlora-lr0.001-s1")
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		if b, _ := os.ReadFile(filepath.Join(cell, "metrics.jsonl")); bytes.Count(b, []byte("\n")) >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			_ = sw.Process.Kill()
+			t.Fatalf("the sweep's trainer made no progress:\n%s", log.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := sw.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = sw.Wait()
+	for deadline := time.Now().Add(time.Minute); ; {
+		l, err := train.LockFolder(cell)
+		if err == nil {
+			l.Unlock()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a minute after the sweep was killed its trainer still holds the folder: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if b, err := cli(args...).CombinedOutput(); err != nil {
+		t.Fatalf("running the sweep again: %v\n%s", err, b)
+	}
+	b, _ := os.ReadFile(filepath.Join(out, "singlora-lr0.001-s1.log"))
+	if !strings.Contains(string(b), "resuming from step") {
+		t.Fatalf("the second sweep should have resumed the trainer's checkpoint:\n%s", b)
+	}
+}

@@ -110,8 +110,11 @@ func TestTrainInterruptedBySignalResumesIdentically(t *testing.T) {
 	if err == nil {
 		t.Fatalf("the interrupted run exited 0 (did it finish before the signal?):\n%s", out.String())
 	}
-	if !strings.Contains(out.String(), "interrupted") {
-		t.Fatalf("no interruption message:\n%s", out.String())
+	if !strings.Contains(out.String(), "interrupted") || !strings.Contains(out.String(), "resume with --resume "+split) {
+		t.Fatalf("no interruption message naming the folder to resume:\n%s", out.String())
+	}
+	if code := cmd.ProcessState.ExitCode(); code != 130 {
+		t.Errorf("exit code after SIGINT: %d, want 130", code)
 	}
 	n := len(metricLines(t, split))
 	if n >= 24 {
