@@ -100,8 +100,55 @@ func splitTensorName(full string) (module, name string, ok bool) {
 	return "", "", false
 }
 
-// Load reads and validates the adapter folder dir.
-func Load(dir string) (*Adapter, error) {
+// ErrNoModuleShape is wrapped by the error Load returns for a SingLoRA module whose [out, in] is
+// not in module_shapes and that no ShapeSource gives.
+var ErrNoModuleShape = errors.New("a SingLoRA module's [out, in] must come from module_shapes when no base checkpoint or model is at hand (A is [max(in,out), r], which does not say which of in and out is the larger)")
+
+// ShapeSource gives the [out, in] of an adapted module, whose base weight is stored in layout,
+// when the adapter's module_shapes does not list it; the error says why it cannot.
+type ShapeSource func(module string, layout peft.Layout) (outIn [2]int, err error)
+
+// BaseShapes reads each module's [out, in] from the shape of the base checkpoint's tensor
+// "<module>.weight" ([out, in], or [in, out] for the InOut layout).
+func BaseShapes(base []safetensors.Tensor) ShapeSource {
+	return func(module string, layout peft.Layout) ([2]int, error) {
+		name := module + ".weight"
+		for i := range base {
+			if base[i].Name != name {
+				continue
+			}
+			sh := base[i].Shape
+			if len(sh) != 2 {
+				return [2]int{}, fmt.Errorf("the base tensor %s has shape %v, not a matrix", name, sh)
+			}
+			if layout == peft.InOut {
+				return [2]int{sh[1], sh[0]}, nil
+			}
+			return [2]int{sh[0], sh[1]}, nil
+		}
+		return [2]int{}, fmt.Errorf("the base checkpoint has no tensor %s to read [out, in] from", name)
+	}
+}
+
+// ModelShapes reads each module's [out, in] from the model's linear layers.
+func ModelShapes(modules []peft.LinearSpec) ShapeSource {
+	return func(module string, _ peft.Layout) ([2]int, error) {
+		for _, s := range modules {
+			if s.Path == module {
+				return [2]int{s.Out, s.In}, nil
+			}
+		}
+		return [2]int{}, fmt.Errorf("the model has no linear layer %s", module)
+	}
+}
+
+// Load reads and validates the adapter folder dir. Every SingLoRA module must be listed in
+// module_shapes (see LoadWith for commands that have the base or the model at hand).
+func Load(dir string) (*Adapter, error) { return LoadWith(dir, nil) }
+
+// LoadWith is Load with shapes giving the [out, in] of SingLoRA modules that module_shapes does
+// not list (shapes may be nil).
+func LoadWith(dir string, shapes ShapeSource) (*Adapter, error) {
 	cb, err := os.ReadFile(filepath.Join(dir, ConfigFile))
 	if err != nil {
 		return nil, fmt.Errorf("adapter %s: %w", dir, err)
@@ -114,15 +161,23 @@ func Load(dir string) (*Adapter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("adapter %s: %w", dir, err)
 	}
-	a, err := FromTensors(cfg, f.Tensors)
+	a, err := FromTensorsWith(cfg, f.Tensors, shapes)
 	if err != nil {
 		return nil, fmt.Errorf("adapter %s: %w", dir, err)
 	}
 	return a, nil
 }
 
-// FromTensors builds and validates an adapter from its config and its file's tensors.
+// FromTensors builds and validates an adapter from its config and its file's tensors; every
+// SingLoRA module must be listed in module_shapes.
 func FromTensors(cfg *Config, ts []safetensors.Tensor) (*Adapter, error) {
+	return FromTensorsWith(cfg, ts, nil)
+}
+
+// FromTensorsWith is FromTensors with shapes giving the [out, in] of SingLoRA modules that
+// module_shapes does not list (shapes may be nil). Adapter tensors are read as float32, the
+// precision they are applied in, and must be finite there.
+func FromTensorsWith(cfg *Config, ts []safetensors.Tensor, shapes ShapeSource) (*Adapter, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -140,10 +195,14 @@ func FromTensors(cfg *Config, ts []safetensors.Tensor) (*Adapter, error) {
 		if err != nil {
 			return nil, err
 		}
-		for j, v := range vals {
-			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-				return nil, fmt.Errorf("tensor %s: non-finite value %v at flat index %d", t.Name, v, j)
+		if j := nonFinite32(vals); j >= 0 {
+			if t.DType == safetensors.F64 {
+				orig, _ := t.Float64s()
+				if !math.IsNaN(orig[j]) && !math.IsInf(orig[j], 0) {
+					return nil, fmt.Errorf("tensor %s: value %v at flat index %d is outside float32's range (adapters are applied in float32)", t.Name, orig[j], j)
+				}
 			}
+			return nil, fmt.Errorf("tensor %s: non-finite value %v at flat index %d", t.Name, vals[j], j)
 		}
 		mat := &Matrix{Shape: slices.Clone(t.Shape), Data: vals}
 		mod, name, ok := splitTensorName(t.Name)
@@ -171,7 +230,7 @@ func FromTensors(cfg *Config, ts []safetensors.Tensor) (*Adapter, error) {
 	method := cfg.Method()
 	r := cfg.R
 	for _, m := range a.Modules {
-		if err := m.resolve(cfg, method, r); err != nil {
+		if err := m.resolve(cfg, method, r, shapes); err != nil {
 			return nil, err
 		}
 	}
@@ -183,15 +242,32 @@ func FromTensors(cfg *Config, ts []safetensors.Tensor) (*Adapter, error) {
 	return a, nil
 }
 
+// nonFinite32 returns the index of the first NaN or ±Inf in v, or -1.
+func nonFinite32(v []float32) int {
+	for i, x := range v {
+		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+			return i
+		}
+	}
+	return -1
+}
+
 // resolve checks the module's tensors against the method and rank and sets In and Out.
-func (m *Module) resolve(cfg *Config, method peft.Method, r int) error {
+// A SingLoRA module not in module_shapes takes [out, in] from shapes.
+func (m *Module) resolve(cfg *Config, method peft.Method, r int, shapes ShapeSource) error {
 	want := map[string]bool{}
 	switch method {
 	case peft.SingLoRA:
 		want[peft.NameSingLoRAA] = true
 		s, ok := cfg.ModuleShapes[m.Path]
+		if !ok && shapes == nil {
+			return fmt.Errorf("module %s: not listed in module_shapes: %w", m.Path, ErrNoModuleShape)
+		}
 		if !ok {
-			return fmt.Errorf("module %s: not listed in module_shapes ([out, in] is needed for singlora)", m.Path)
+			var err error
+			if s, err = shapes(m.Path, m.Layout); err != nil {
+				return fmt.Errorf("module %s: not listed in module_shapes, and %v", m.Path, err)
+			}
 		}
 		m.Out, m.In = s[0], s[1]
 	case peft.LoRA, peft.LoRAPlus:
@@ -257,7 +333,7 @@ func (a *Adapter) Tensors() ([]safetensors.Tensor, error) {
 	return out, nil
 }
 
-// Save writes the adapter to the folder dir (created if needed). The config and the tensors are
+// Save writes the adapter to the folder dir (created if needed; its parent folder must exist). The config and the tensors are
 // validated first (as Load would validate them); nothing is written if they are invalid. If dir
 // does not exist, both files are written into a temporary folder beside it that is then renamed
 // to dir, so dir appears complete or not at all. If dir exists, each file is written to a synced
@@ -293,10 +369,25 @@ func Save(dir string, a *Adapter) error {
 	return writeFolder(dir, map[string][]byte{ConfigFile: cb, WeightsFile: wb})
 }
 
+// writeFolder writes files into dir (see Save). Errors name dir, not the temporary files.
 func writeFolder(dir string, files map[string][]byte) (err error) {
 	dir = filepath.Clean(dir)
 	parent := filepath.Dir(dir)
-	if _, statErr := os.Stat(dir); errors.Is(statErr, os.ErrNotExist) {
+	if st, err := os.Stat(parent); errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("adapter folder %s: the folder %s does not exist (create it first)", dir, parent)
+	} else if err == nil && !st.IsDir() {
+		return fmt.Errorf("adapter folder %s: %s is not a folder", dir, parent)
+	}
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("writing adapter folder %s: %w", dir, err)
+		}
+	}()
+	st, statErr := os.Stat(dir)
+	if statErr == nil && !st.IsDir() {
+		return fmt.Errorf("%s exists and is not a folder", dir)
+	}
+	if errors.Is(statErr, os.ErrNotExist) {
 		tmp, err := os.MkdirTemp(parent, "."+filepath.Base(dir)+".tmp-*")
 		if err != nil {
 			return err

@@ -118,12 +118,13 @@ func SaveFromStore(dir string, inj *peft.Injection, store *model.Store, baseMode
 }
 
 // LoadIntoStore loads the adapter folder dir into store for a model whose linear layers are
-// modules: it checks that every adapted module exists in the model with the adapter's shape,
-// creates or overwrites the adapter variables and modules_to_save variables, sets the optimizer
-// step counter to trained_steps (so SingLoRA's u is what it was when saved), and calls
-// Injection.Attach to set trainability. The returned injection carries the adapter's config.
+// modules (they also give the [out, in] of SingLoRA modules that module_shapes does not list): it
+// checks that every adapted module exists in the model with the adapter's shape, creates or
+// overwrites the adapter variables and modules_to_save variables, sets the optimizer step counter
+// to trained_steps (so SingLoRA's u is what it was when saved), and calls Injection.Attach to set
+// trainability. The returned injection carries the adapter's config.
 func LoadIntoStore(dir string, store *model.Store, modules []peft.LinearSpec) (*peft.Injection, error) {
-	a, err := Load(dir)
+	a, err := LoadWith(dir, ModelShapes(modules))
 	if err != nil {
 		return nil, err
 	}
@@ -151,7 +152,7 @@ func IntoStore(a *Adapter, store *model.Store, modules []peft.LinearSpec) (*peft
 		}
 		exact = append(exact, "re:"+regexp.QuoteMeta(m.Path))
 	}
-	pc := a.Config.PeftConfig()
+	pc := PeftConfig(a.Config)
 	pc.Targets = exact
 	inj, err := peft.Inject(pc, modules)
 	if err != nil {

@@ -12,25 +12,21 @@ import (
 	"fmt"
 	"math"
 	"strings"
+
+	"github.com/singlora/singlora/peft/peftdef"
 )
 
-// Method names an adaptation method.
-type Method string
+// Method names an adaptation method (defined in peftdef, which file formats import without GoMLX).
+type Method = peftdef.Method
 
-// The methods singlora offers.
+// The methods singlora offers (see peftdef for each one's formula).
 const (
-	// SingLoRA: W = W0 + s·u(t)·A[:out]·A[:in]ᵀ, one matrix A ∈ ℝ^{max(in,out)×r}.
-	SingLoRA Method = "singlora"
-	// LoRA: W = W0 + s·B·A, A ∈ ℝ^{r×in} (Kaiming-uniform), B ∈ ℝ^{out×r} (zeros).
-	LoRA Method = "lora"
-	// LoRAPlus is LoRA with B's learning rate λ times A's (LoRA+).
-	LoRAPlus Method = "loraplus"
-	// DoRA: W' = m ⊙ (W0 + s·B·A)/‖W0 + s·B·A‖ per output, the norm treated as a constant in backward.
-	DoRA Method = "dora"
-	// Full fine-tuning: every base weight is trainable, no adapter.
-	Full Method = "full"
-	// Frozen: the base is frozen and has no adapter; only ModulesToSave (e.g. a head) train.
-	Frozen Method = "frozen"
+	SingLoRA = peftdef.SingLoRA
+	LoRA     = peftdef.LoRA
+	LoRAPlus = peftdef.LoRAPlus
+	DoRA     = peftdef.DoRA
+	Full     = peftdef.Full
+	Frozen   = peftdef.Frozen
 )
 
 // Methods lists every method, in the order they are usually reported.
@@ -55,25 +51,14 @@ func ParseMethod(s string) (Method, error) {
 	return "", fmt.Errorf("unknown method %q (known: singlora, lora, loraplus, dora, full, frozen)", s)
 }
 
-// HasAdapter reports whether the method adds adapter weights to the targeted layers.
-func (m Method) HasAdapter() bool {
-	return m == SingLoRA || m == LoRA || m == LoRAPlus || m == DoRA
-}
+// Init names how adapter weights are initialised (defined in peftdef).
+type Init = peftdef.Init
 
-// Init names how adapter weights are initialised.
-type Init string
-
+// The initialisations (see peftdef for each one's distribution).
 const (
-	// InitTheory (SingLoRA default): A's entries ~ U(-1/√d, 1/√d), d = max(in,out), the scale the
-	// paper's width analysis assumes (entries ∝ 1/√d).
-	InitTheory Init = "theory"
-	// InitKaimingDR reproduces the public SingLoRA implementations: kaiming_uniform(a=√5) applied to
-	// the (d×r) tensor, whose fan-in is r, so entries ~ U(-1/√r, 1/√r). At d=4096, r=8 that makes
-	// ‖AAᵀ‖ about d/r = 512 times larger than InitTheory.
-	InitKaimingDR Init = "kaiming-dr"
-	// InitKaiming (LoRA and DoRA): A ~ kaiming_uniform(a=√5) on [r, in] (entries ~ U(-1/√in, 1/√in)),
-	// B = 0, as PEFT does.
-	InitKaiming Init = "kaiming"
+	InitTheory    = peftdef.InitTheory
+	InitKaimingDR = peftdef.InitKaimingDR
+	InitKaiming   = peftdef.InitKaiming
 )
 
 // Config configures an adapter method and where it applies.
@@ -130,15 +115,7 @@ func (c Config) DefaultInit() Init {
 }
 
 // Scale returns the adapter scaling s: Alpha/Rank, or Alpha/√Rank with UseRSLoRA.
-func (c Config) Scale() float64 {
-	if c.Rank <= 0 {
-		return 0
-	}
-	if c.UseRSLoRA {
-		return c.Alpha / math.Sqrt(float64(c.Rank))
-	}
-	return c.Alpha / float64(c.Rank)
-}
+func (c Config) Scale() float64 { return peftdef.Scale(c.Alpha, c.Rank, c.UseRSLoRA) }
 
 // LoRAPlusLambda returns the LoRA+ ratio in force (the default when unset).
 func (c Config) LoRAPlusLambda() float64 {
@@ -149,18 +126,7 @@ func (c Config) LoRAPlusLambda() float64 {
 }
 
 // Ramp returns u(t) = min(t/T, 1) for t optimizer steps taken (1 when RampSteps is 0).
-func (c Config) Ramp(t int64) float64 {
-	if c.RampSteps <= 0 {
-		return 1
-	}
-	if t >= c.RampSteps {
-		return 1
-	}
-	if t <= 0 {
-		return 0
-	}
-	return float64(t) / float64(c.RampSteps)
-}
+func (c Config) Ramp(t int64) float64 { return peftdef.Ramp(c.RampSteps, t) }
 
 // Validate checks the configuration, filling in nothing.
 func (c Config) Validate() error {
@@ -175,8 +141,8 @@ func (c Config) Validate() error {
 	if c.Rank <= 0 {
 		return fmt.Errorf("peft config: rank must be ≥ 1, got %d", c.Rank)
 	}
-	if math.IsNaN(c.Alpha) || math.IsInf(c.Alpha, 0) || c.Alpha == 0 {
-		return fmt.Errorf("peft config: lora_alpha must be a finite non-zero number, got %v", c.Alpha)
+	if err := peftdef.CheckScale(c.Alpha, c.Rank, c.UseRSLoRA); err != nil {
+		return fmt.Errorf("peft config: %w", err)
 	}
 	if c.RampSteps < 0 {
 		return fmt.Errorf("peft config: ramp_up_steps must be ≥ 0, got %d", c.RampSteps)

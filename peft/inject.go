@@ -5,25 +5,18 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+
+	"github.com/singlora/singlora/peft/peftdef"
 )
 
-// Layout says how a linear layer's weight is stored.
-type Layout int
+// Layout says how a linear layer's weight is stored (defined in peftdef).
+type Layout = peftdef.Layout
 
+// The layouts: OutIn is PyTorch nn.Linear's [out, in]; InOut is GPT-2 Conv1D's [in, out].
 const (
-	// OutIn is PyTorch nn.Linear's layout: weight [out, in], y = x·Wᵀ + b.
-	OutIn Layout = iota
-	// InOut is GPT-2 Conv1D's layout: weight [in, out], y = x·W + b.
-	InOut
+	OutIn = peftdef.OutIn
+	InOut = peftdef.InOut
 )
-
-// String implements fmt.Stringer.
-func (l Layout) String() string {
-	if l == InOut {
-		return "in,out"
-	}
-	return "out,in"
-}
 
 // LinearSpec describes one adaptable linear layer of a model.
 type LinearSpec struct {
@@ -60,7 +53,7 @@ type Injection struct {
 }
 
 // AllLinear is the target pattern that selects every linear layer the model lists.
-const AllLinear = "all-linear"
+const AllLinear = peftdef.AllLinear
 
 // MatchModule reports whether module path p matches pattern: AllLinear, the exact path, a dotted
 // suffix, or "re:<regexp>" matching the whole path.

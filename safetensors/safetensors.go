@@ -7,7 +7,9 @@
 // a panic): truncation, a header length past the end of the file or over [MaxHeaderSize], a header
 // that is not UTF-8 or not a JSON object, duplicate keys at any level of the header, unknown dtypes,
 // negative or non-integer dimensions, a byte size that disagrees with the shape, offsets out of
-// range, overlapping, or not covering the buffer contiguously. Write is atomic.
+// range, overlapping, or not covering the buffer contiguously. A file that is not framed as
+// safetensors at all (a text, JSON or image file, a file truncated inside its header) gets an
+// error wrapping [ErrNotSafetensors] that says what the file looks like. Write is atomic.
 package safetensors
 
 import (
@@ -17,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
 	"math/bits"
 	"os"
@@ -123,31 +126,36 @@ type entry struct {
 	Offsets *[]int64 `json:"data_offsets"`
 }
 
+// ErrNotSafetensors is wrapped by the error Parse returns when b is not framed as a safetensors
+// file at all (too short, an implausible header length, a header that is not a JSON object): a
+// text, JSON or image file, a Git LFS pointer, or a file truncated inside its header.
+var ErrNotSafetensors = errors.New("not a safetensors file")
+
 // Parse parses a whole safetensors file held in b. The tensors' Data alias b.
 func Parse(b []byte) (*File, error) {
 	if len(b) < 8 {
-		return nil, fmt.Errorf("safetensors: file too short (%d bytes): no 8-byte header length", len(b))
+		return nil, notSafetensors(b, "%d bytes, too short for the 8-byte header length; truncated?", len(b))
 	}
 	n := binary.LittleEndian.Uint64(b[:8])
 	if n > MaxHeaderSize {
-		return nil, fmt.Errorf("safetensors: header length %d exceeds the %d-byte limit", n, MaxHeaderSize)
+		return nil, notSafetensors(b, "its first 8 bytes give a header length of %d, over the %d-byte limit", n, MaxHeaderSize)
 	}
 	if n > uint64(len(b)-8) {
-		return nil, fmt.Errorf("safetensors: header length %d runs past the end of the file (%d bytes after the length)", n, len(b)-8)
+		return nil, notSafetensors(b, "its first 8 bytes give a header length of %d but only %d bytes follow; truncated?", n, len(b)-8)
 	}
 	if n < 2 {
-		return nil, fmt.Errorf("safetensors: header length %d is too short for a JSON object", n)
+		return nil, notSafetensors(b, "header length %d is too short for a JSON object", n)
 	}
 	header := b[8 : 8+n]
 	buf := b[8+n:]
 	if !utf8.Valid(header) {
-		return nil, errors.New("safetensors: header is not valid UTF-8")
+		return nil, notSafetensors(b, "the %d-byte header is not valid UTF-8", n)
 	}
 	if header[0] != '{' {
-		return nil, errors.New("safetensors: header does not start with a JSON object '{'")
+		return nil, notSafetensors(b, "the %d-byte header does not start with a JSON object '{'", n)
 	}
 	if err := CheckJSON(header); err != nil {
-		return nil, fmt.Errorf("safetensors: header: %w", err)
+		return nil, notSafetensors(b, "the %d-byte header: %v", n, err)
 	}
 	keys, raws, err := topLevel(header)
 	if err != nil {
@@ -206,7 +214,7 @@ func Parse(b []byte) (*File, error) {
 			return nil, fmt.Errorf("safetensors: tensor %q: invalid data_offsets [%d, %d]", k, begin, end)
 		}
 		if uint64(end) > uint64(len(buf)) {
-			return nil, fmt.Errorf("safetensors: tensor %q: data_offsets [%d, %d] out of range of the %d-byte buffer", k, begin, end, len(buf))
+			return nil, fmt.Errorf("safetensors: tensor %q: data_offsets [%d, %d] out of range of the %d-byte buffer (truncated file?)", k, begin, end, len(buf))
 		}
 		if uint64(end-begin) != nbytes {
 			return nil, fmt.Errorf("safetensors: tensor %q: %s%v needs %d bytes but data_offsets [%d, %d] span %d", k, *e.DType, *e.Shape, nbytes, begin, end, end-begin)
@@ -234,6 +242,55 @@ func Parse(b []byte) (*File, error) {
 		return nil, fmt.Errorf("safetensors: buffer has %d bytes but the tensors cover %d", len(buf), pos)
 	}
 	return f, nil
+}
+
+// notSafetensors builds an ErrNotSafetensors error with reason, prefixed by what b looks like
+// when its first bytes are recognisable.
+func notSafetensors(b []byte, format string, args ...any) error {
+	reason := fmt.Sprintf(format, args...)
+	if kind := sniff(b); kind != "" {
+		reason = kind + "; " + reason
+	}
+	return fmt.Errorf("%w (%s)", ErrNotSafetensors, reason)
+}
+
+// signatures are the leading bytes of files often given in place of a safetensors file.
+var signatures = []struct{ prefix, kind string }{
+	{"version https://git-lfs", "it is a Git LFS pointer, not the file's content (run git lfs pull)"},
+	{"\x89PNG\r\n\x1a\n", "it is a PNG image"},
+	{"\xff\xd8\xff", "it is a JPEG image"},
+	{"PK\x03\x04", "it is a zip archive (a PyTorch .bin/.pt checkpoint is one)"},
+	{"\x1f\x8b", "it is gzip-compressed"},
+	{"GGUF", "it is a GGUF file"},
+	{"\x93NUMPY", "it is a NumPy .npy file"},
+}
+
+// sniff names what b looks like when that is recognisable, or returns "".
+func sniff(b []byte) string {
+	for _, s := range signatures {
+		if bytes.HasPrefix(b, []byte(s.prefix)) {
+			return s.kind
+		}
+	}
+	if len(b) >= 2 && b[0] == 0x80 && b[1] >= 2 && b[1] <= 5 {
+		return "it is a Python pickle (a PyTorch .bin checkpoint?)"
+	}
+	head := b[:min(len(b), 512)]
+	for len(head) > 0 && !utf8.Valid(head) { // a multi-byte character cut at the end of head
+		head = head[:len(head)-1]
+	}
+	if len(head) == 0 || bytes.ContainsFunc(head, func(r rune) bool { return r < ' ' && r != '\n' && r != '\r' && r != '\t' }) {
+		return ""
+	}
+	trimmed := bytes.TrimLeft(head, " \t\r\n")
+	lower := bytes.ToLower(trimmed[:min(len(trimmed), 16)])
+	switch {
+	case len(trimmed) > 0 && (trimmed[0] == '{' || trimmed[0] == '['):
+		return "it looks like JSON text"
+	case bytes.HasPrefix(lower, []byte("<!doctype html")) || bytes.HasPrefix(lower, []byte("<html")):
+		return "it looks like an HTML page (a failed download?)"
+	}
+	return "it looks like text"
 }
 
 // CheckJSON verifies that b is one JSON value (plus trailing whitespace) with no duplicate key in
@@ -440,19 +497,57 @@ func Write(path string, tensors []Tensor, metadata map[string]string) error {
 	return WriteFileAtomic(path, b, 0o644)
 }
 
+// CheckOutputPath reports whether a file can be created at path: its folder must exist and be a
+// folder, and path itself must not be a folder. The error names path.
+func CheckOutputPath(path string) error {
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		return fmt.Errorf("%s is a folder; give the path of a file to write", path)
+	}
+	dir := filepath.Dir(path)
+	st, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("%s: the folder %s does not exist (create it first)", path, dir)
+	case err != nil:
+		return fmt.Errorf("%s: cannot use the folder %s: %v", path, dir, pathErr(err))
+	case !st.IsDir():
+		return fmt.Errorf("%s: %s is not a folder", path, dir)
+	}
+	return nil
+}
+
+// pathErr strips the *fs.PathError around err, whose path may be a temporary file the caller
+// never named.
+func pathErr(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	var le *os.LinkError
+	if errors.As(err, &le) {
+		return le.Err
+	}
+	return err
+}
+
 // WriteFileAtomic writes data to path via a synced temporary file in the same directory and a
-// rename, so that readers see either the old file or the complete new one.
+// rename, so that readers see either the old file or the complete new one. Errors name path
+// (not the temporary file); path's folder must exist (see CheckOutputPath).
 func WriteFileAtomic(path string, data []byte, perm os.FileMode) (err error) {
+	if err := CheckOutputPath(path); err != nil {
+		return err
+	}
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: cannot create a temporary file in %s: %v", path, dir, pathErr(err))
 	}
 	name := tmp.Name()
 	defer func() {
 		if err != nil {
 			_ = tmp.Close()
 			_ = os.Remove(name)
+			err = fmt.Errorf("writing %s: %v", path, pathErr(err))
 		}
 	}()
 	if _, err = tmp.Write(data); err != nil {

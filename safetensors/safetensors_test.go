@@ -3,6 +3,7 @@ package safetensors
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -97,7 +98,7 @@ func TestParseErrors(t *testing.T) {
 		{"empty", nil, "too short"},
 		{"truncated length", []byte{1, 2, 3}, "too short"},
 		{"absurd header length", huge, "limit"},
-		{"header past end", past, "past the end"},
+		{"header past end", past, "header length of 100 but only 8 bytes follow; truncated?"},
 		{"truncated buffer", good[:len(good)-1], "buffer"},
 		{"extra buffer bytes", append(append([]byte{}, good...), 0), "cover"},
 		{"not json", rawFile(`{"a":xx}`, nil), "invalid JSON"},
@@ -130,6 +131,88 @@ func TestParseErrors(t *testing.T) {
 				t.Errorf("error %q does not mention %q", err, c.want)
 			}
 		})
+	}
+}
+
+// TestReadNotSafetensors: files of other kinds are named and called "not a safetensors file",
+// with what they look like, instead of an absurd header length.
+func TestReadNotSafetensors(t *testing.T) {
+	good, md := sample(t)
+	whole, err := Marshal(good, md)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		b    []byte
+		want string
+	}{
+		{"config.json", []byte(`{"peft_type": "LORA", "r": 8, "lora_alpha": 16}` + "\n"), "(it looks like JSON text; its first 8 bytes give a header length of "},
+		{"notes.txt", []byte("these are not tensors\n"), "(it looks like text; its first 8 bytes give a header length of "},
+		{"img.png", append([]byte("\x89PNG\r\n\x1a\n"), make([]byte, 40)...), "(it is a PNG image; "},
+		{"model.bin", append([]byte("PK\x03\x04"), make([]byte, 40)...), "(it is a zip archive (a PyTorch .bin/.pt checkpoint is one); "},
+		{"lfs.safetensors", []byte("version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 123\n"), "(it is a Git LFS pointer"},
+		{"page.safetensors", []byte("<!DOCTYPE html><html><body>Not Found</body></html>"), "(it looks like an HTML page"},
+		{"empty.safetensors", nil, "(0 bytes, too short for the 8-byte header length; truncated?)"},
+		{"cut-length.safetensors", whole[:5], "(5 bytes, too short for the 8-byte header length; truncated?)"},
+		{"cut-header.safetensors", whole[:20], "but only 12 bytes follow; truncated?)"},
+		{"array-header.safetensors", rawFile(`[1,2,3]`, nil), "(the 7-byte header does not start with a JSON object '{')"},
+	}
+	dir := t.TempDir()
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p := filepath.Join(dir, c.name)
+			if err := os.WriteFile(p, c.b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, err := Read(p)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if !errors.Is(err, ErrNotSafetensors) {
+				t.Errorf("error %q does not wrap ErrNotSafetensors", err)
+			}
+			prefix := p + ": not a safetensors file ("
+			if !strings.HasPrefix(err.Error(), prefix) || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("error %q, want %q… mentioning %q", err, prefix, c.want)
+			}
+		})
+	}
+	// A well-framed file with a bad entry is a safetensors file with an error, not another kind.
+	p := filepath.Join(dir, "bad-dtype.safetensors")
+	_ = os.WriteFile(p, rawFile(`{"a":{"dtype":"F31","shape":[1],"data_offsets":[0,4]}}`, make([]byte, 4)), 0o644)
+	if _, err := Read(p); err == nil || errors.Is(err, ErrNotSafetensors) || !strings.Contains(err.Error(), `unknown dtype "F31"`) {
+		t.Errorf("bad dtype: %v", err)
+	}
+}
+
+// TestWriteOutputPathErrors: errors name the requested path (never the temporary file) and say
+// what is wrong with its folder.
+func TestWriteOutputPathErrors(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	_ = os.WriteFile(file, []byte("x"), 0o644)
+	ts, md := sample(t)
+	cases := []struct {
+		name, path, want string
+	}{
+		{"missing folder", filepath.Join(dir, "nope", "out.safetensors"), "out.safetensors: the folder " + filepath.Join(dir, "nope") + " does not exist"},
+		{"folder is a file", filepath.Join(file, "out.safetensors"), "is not a folder"},
+		{"path is a folder", dir, dir + " is a folder; give the path of a file to write"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			err := Write(c.path, ts, md)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if !strings.Contains(err.Error(), c.want) || !strings.HasPrefix(err.Error(), c.path) || strings.Contains(err.Error(), ".tmp-") {
+				t.Errorf("error %q, want it to start with %s and mention %q (and no temporary file)", err, c.path, c.want)
+			}
+		})
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+		t.Errorf("failed writes left %d entries in %s", len(ents), dir)
 	}
 }
 

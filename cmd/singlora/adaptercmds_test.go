@@ -3,9 +3,12 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -160,5 +163,186 @@ func TestInspectCommand(t *testing.T) {
 	}
 	if err := runInspect([]string{filepath.Join(adapter, "nope")}, &buf); err == nil {
 		t.Error("missing path accepted")
+	}
+}
+
+// editConfig rewrites the adapter's adapter_config.json through edit.
+func editConfig(t *testing.T, adapter string, edit func(m map[string]any)) {
+	t.Helper()
+	p := filepath.Join(adapter, adapterio.ConfigFile)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	edit(m)
+	b, _ = json.Marshal(m)
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func fileText(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// TestExportRefusesItsSource: --out naming the --adapter folder (in any spelling) is refused and
+// the SingLoRA adapter stays as it was.
+func TestExportRefusesItsSource(t *testing.T) {
+	dir, _, adapter, _, _ := fixture(t)
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(adapter, link); err != nil {
+		t.Fatal(err)
+	}
+	cfgBefore := fileText(t, filepath.Join(adapter, adapterio.ConfigFile))
+	wBefore := fileText(t, filepath.Join(adapter, adapterio.WeightsFile))
+	for _, out := range []string{adapter, adapter + "/", filepath.Join(adapter, "..", "adapter"), link} {
+		var buf bytes.Buffer
+		err := runExport([]string{"--adapter", adapter, "--out", out}, &buf)
+		want := "--out " + out + " is the --adapter folder " + adapter + ": exporting there would replace the SingLoRA adapter"
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("--out %s: error %v, want %q", out, err, want)
+		}
+	}
+	if fileText(t, filepath.Join(adapter, adapterio.ConfigFile)) != cfgBefore || fileText(t, filepath.Join(adapter, adapterio.WeightsFile)) != wBefore {
+		t.Fatal("the adapter changed")
+	}
+	if a, err := adapterio.Load(adapter); err != nil || a.Config.PeftType != adapterio.TypeSingLoRA {
+		t.Fatalf("adapter no longer a SingLoRA adapter: %v", err)
+	}
+}
+
+// TestMergeCommandRefuses: hostile inputs fail with a message naming the culprit, writing nothing.
+func TestMergeCommandRefuses(t *testing.T) {
+	cases := []struct {
+		name string
+		prep func(t *testing.T, dir, base, adapter string) (out string)
+		want string
+	}{
+		{"alpha overflows float32", func(t *testing.T, dir, base, adapter string) string {
+			editConfig(t, adapter, func(m map[string]any) { m["lora_alpha"] = 1e308 })
+			return filepath.Join(dir, "merged.safetensors")
+		}, "lora_alpha 1e+308 is +Inf in float32"},
+		{"merged weight overflows F16", func(t *testing.T, dir, base, adapter string) string {
+			editConfig(t, adapter, func(m map[string]any) { m["lora_alpha"] = 3e5 })
+			return filepath.Join(dir, "merged.safetensors")
+		}, "tensor blk.proj.weight: the merged value at [2, 4] is -Inf in F16"},
+		{"output folder missing", func(t *testing.T, dir, base, adapter string) string {
+			return filepath.Join(dir, "nope", "merged.safetensors")
+		}, "--out DIR/nope/merged.safetensors: the folder DIR/nope does not exist (create it first)"},
+		{"output is the adapter's weights", func(t *testing.T, dir, base, adapter string) string {
+			return filepath.Join(adapter, adapterio.WeightsFile)
+		}, "is the adapter's own adapter_model.safetensors"},
+		{"base is not safetensors", func(t *testing.T, dir, base, adapter string) string {
+			_ = os.WriteFile(base, []byte(`{"not": "tensors"}`), 0o644)
+			return filepath.Join(dir, "merged.safetensors")
+		}, "base.safetensors: not a safetensors file (it looks like JSON text"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir, base, adapter, _, _ := fixture(t)
+			out := c.prep(t, dir, base, adapter)
+			adapterBefore := fileText(t, filepath.Join(adapter, adapterio.WeightsFile))
+			var buf bytes.Buffer
+			err := runMerge([]string{"--base", base, "--adapter", adapter, "--out", out}, &buf)
+			want := strings.ReplaceAll(c.want, "DIR", dir)
+			if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), ".tmp-") {
+				t.Fatalf("error %v, want %q (and no temporary file named)", err, want)
+			}
+			if out != filepath.Join(adapter, adapterio.WeightsFile) {
+				if _, serr := os.Stat(out); serr == nil {
+					t.Error("output written despite the error")
+				}
+			}
+			if fileText(t, filepath.Join(adapter, adapterio.WeightsFile)) != adapterBefore {
+				t.Error("the adapter's weights changed")
+			}
+		})
+	}
+}
+
+// TestMergeWithoutModuleShapes: merge reads [out, in] from --base; export and inspect, which have
+// no base, say that they need module_shapes and why.
+func TestMergeWithoutModuleShapes(t *testing.T) {
+	dir, base, adapter, _, _ := fixture(t)
+	ref := filepath.Join(dir, "ref.safetensors")
+	var buf bytes.Buffer
+	if err := runMerge([]string{"--base", base, "--adapter", adapter, "--out", ref}, &buf); err != nil {
+		t.Fatal(err)
+	}
+	editConfig(t, adapter, func(m map[string]any) { delete(m, "module_shapes") })
+	out := filepath.Join(dir, "merged.safetensors")
+	if err := runMerge([]string{"--base", base, "--adapter", adapter, "--out", out}, &buf); err != nil {
+		t.Fatalf("merge without module_shapes: %v", err)
+	}
+	if fileText(t, out) != fileText(t, ref) {
+		t.Error("merge without module_shapes differs from merge with them")
+	}
+	err := runExport([]string{"--adapter", adapter, "--out", filepath.Join(dir, "lora")}, &buf)
+	if !errors.Is(err, adapterio.ErrNoModuleShape) || !strings.Contains(err.Error(), "module blk.proj: not listed in module_shapes") ||
+		!strings.Contains(err.Error(), "export has no base checkpoint to read each module's [out, in] from") {
+		t.Errorf("export: %v", err)
+	}
+	err = runInspect([]string{adapter}, &buf)
+	if !errors.Is(err, adapterio.ErrNoModuleShape) || !strings.Contains(err.Error(), "inspect has no base checkpoint") {
+		t.Errorf("inspect: %v", err)
+	}
+}
+
+// TestUnmergeCommandDropsAddedHead: the head merge added to a base without one is gone after
+// --unmerge, and the output says so.
+func TestUnmergeCommandDropsAddedHead(t *testing.T) {
+	dir, base, adapter, _, _ := fixture(t)
+	a, err := adapterio.Load(adapter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Config.ModulesToSave = []string{"head"}
+	a.Saved = []adapterio.SavedTensor{{Name: "head.weight", Matrix: adapterio.Matrix{Shape: []int{2, 3}, Data: []float32{1, 2, 3, 4, 5, 6}}}}
+	if err := adapterio.Save(adapter, a); err != nil {
+		t.Fatal(err)
+	}
+	merged := filepath.Join(dir, "merged.safetensors")
+	var buf bytes.Buffer
+	if err := runMerge([]string{"--base", base, "--adapter", adapter, "--out", merged}, &buf); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(buf.String(), "replaced 0 and added 1 modules_to_save tensors") {
+		t.Errorf("merge output %q", buf.String())
+	}
+	if f, _ := safetensors.Read(merged); f.Get("head.weight") == nil {
+		t.Fatal("merge did not add the head")
+	}
+	buf.Reset()
+	back := filepath.Join(dir, "back.safetensors")
+	if err := runMerge([]string{"--unmerge", "--base", merged, "--adapter", adapter, "--out", back}, &buf); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(buf.String(), "unmerged 1 weights, removed 1 modules_to_save tensors merge had added (head.weight), copied 1 tensors unchanged") {
+		t.Errorf("unmerge output %q", buf.String())
+	}
+	bf, _ := safetensors.Read(base)
+	rf, _ := safetensors.Read(back)
+	if !slices.Equal(rf.Names(), bf.Names()) || !reflect.DeepEqual(rf.Metadata, bf.Metadata) {
+		t.Errorf("unmerged file has %v %v, the base %v %v", rf.Names(), rf.Metadata, bf.Names(), bf.Metadata)
+	}
+}
+
+func TestInspectNotSafetensors(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "config.json")
+	_ = os.WriteFile(p, []byte(`{"peft_type": "LORA", "r": 8}`), 0o644)
+	var buf bytes.Buffer
+	err := runInspect([]string{p}, &buf)
+	if err == nil || !strings.HasPrefix(err.Error(), p+": not a safetensors file (it looks like JSON text") {
+		t.Errorf("error %v", err)
 	}
 }

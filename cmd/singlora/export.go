@@ -23,7 +23,7 @@ func runExport(args []string, w io.Writer) error {
 	fs := flag.NewFlagSet("export", flag.ContinueOnError)
 	format := fs.String("format", "lora", "output format (only \"lora\": lora_A = A[:in]ᵀ, lora_B = s·u·A[:out], lora_alpha = r)")
 	adapter := fs.String("adapter", "", "source adapter folder")
-	out := fs.String("out", "", "output adapter folder")
+	out := fs.String("out", "", "output adapter folder (not the --adapter folder; its parent folder must exist)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -37,7 +37,15 @@ func runExport(args []string, w io.Writer) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %v", fs.Args())
 	}
+	if same, err := adapterio.SamePath(*adapter, *out); err != nil {
+		return err
+	} else if same {
+		return fmt.Errorf("--out %s is the --adapter folder %s: exporting there would replace the SingLoRA adapter with its LoRA export; give --out a new folder", *out, *adapter)
+	}
 	e, err := adapterio.ExportLoRAFolder(*adapter, *out)
+	if errors.Is(err, adapterio.ErrNoModuleShape) {
+		return fmt.Errorf("%w\nexport has no base checkpoint to read each module's [out, in] from, and needs it to split A into lora_A = A[:in]ᵀ and lora_B = s·u·A[:out]: add \"module_shapes\": {\"<module>\": [out, in], ...} to the adapter's %s", err, adapterio.ConfigFile)
+	}
 	if err != nil {
 		return err
 	}

@@ -44,6 +44,9 @@ func runInspect(args []string, w io.Writer) error {
 		return nil
 	}
 	a, err := adapterio.Load(p)
+	if errors.Is(err, adapterio.ErrNoModuleShape) {
+		return fmt.Errorf("%w\ninspect has no base checkpoint to read each module's [out, in] from: add \"module_shapes\": {\"<module>\": [out, in], ...} to the adapter's %s (merge --base does not need it)", err, adapterio.ConfigFile)
+	}
 	if err != nil {
 		return err
 	}

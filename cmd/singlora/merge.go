@@ -6,16 +6,19 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/singlora/singlora/adapterio"
+	"github.com/singlora/singlora/safetensors"
 )
 
 func init() {
 	register(&command{
 		Name:    "merge",
 		Summary: "merge an adapter into (or --unmerge it from) a safetensors checkpoint",
-		Usage:   "singlora merge --base model.safetensors --adapter ADAPTER_DIR --out merged.safetensors [--unmerge]",
-		Run:     func(args []string) error { return runMerge(args, os.Stdout) },
+		Usage: `singlora merge --base model.safetensors --adapter ADAPTER_DIR --out merged.safetensors
+singlora merge --unmerge --base merged.safetensors --adapter ADAPTER_DIR --out base.safetensors`,
+		Run: func(args []string) error { return runMerge(args, os.Stdout) },
 	})
 }
 
@@ -24,7 +27,17 @@ func runMerge(args []string, w io.Writer) error {
 	base := fs.String("base", "", "base checkpoint (.safetensors); adapted module <m> needs tensor <m>.weight")
 	adapter := fs.String("adapter", "", "adapter folder (adapter_config.json + adapter_model.safetensors)")
 	out := fs.String("out", "", "output .safetensors file (written atomically; may equal --base)")
-	unmerge := fs.Bool("unmerge", false, "subtract the adapter's frozen ΔW instead of adding it (not possible for DoRA)")
+	unmerge := fs.Bool("unmerge", false, "subtract the adapter's frozen ΔW instead of adding it (not possible for DoRA), and remove the\n"+
+		"modules_to_save tensors (e.g. a head) that merge added to a base without them (merge records them\n"+
+		"in the file's metadata); those that merge wrote over the base's own are kept, as the originals are\n"+
+		"not in the adapter")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "Usage: singlora merge --base CKPT --adapter DIR --out FILE [--unmerge]")
+		fmt.Fprintln(fs.Output(), "\nMerge writes W0 + ΔW for every adapted module (<m>.weight of --base) and the adapter's modules_to_save\n"+
+			"tensors; --unmerge subtracts ΔW again. A SingLoRA module missing from module_shapes takes its\n"+
+			"[out, in] from --base. Nothing is written unless every output tensor is finite in its dtype.")
+		fs.PrintDefaults()
+	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -35,15 +48,31 @@ func runMerge(args []string, w io.Writer) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %v", fs.Args())
 	}
+	if err := safetensors.CheckOutputPath(*out); err != nil {
+		return fmt.Errorf("--out %w", err)
+	}
 	rep, err := adapterio.MergeFile(*base, *adapter, *out, *unmerge)
 	if err != nil {
 		return err
 	}
-	verb := "merged"
-	if *unmerge {
-		verb = "unmerged"
+	if !*unmerge {
+		fmt.Fprintf(w, "merged %d weights, replaced %d and added %d modules_to_save tensors, copied %d tensors unchanged → %s\n",
+			len(rep.Merged), len(rep.Replaced), len(rep.Added), rep.Kept, *out)
+		return nil
 	}
-	fmt.Fprintf(w, "%s %d weights, replaced %d and added %d modules_to_save tensors, copied %d tensors unchanged → %s\n",
-		verb, len(rep.Merged), len(rep.Replaced), len(rep.Added), rep.Kept, *out)
+	fmt.Fprintf(w, "unmerged %d weights, removed %d modules_to_save tensors merge had added%s, copied %d tensors unchanged → %s\n",
+		len(rep.Merged), len(rep.Removed), nameList(rep.Removed), rep.Kept, *out)
+	if len(rep.NotRestored) > 0 {
+		fmt.Fprintf(w, "kept %d modules_to_save tensors with the adapter's values%s: merge did not record adding them, so they replaced the base's own, whose values the adapter does not hold\n",
+			len(rep.NotRestored), nameList(rep.NotRestored))
+	}
 	return nil
+}
+
+// nameList formats names as " (a, b)", or "" when there are none.
+func nameList(names []string) string {
+	if len(names) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(names, ", ") + ")"
 }

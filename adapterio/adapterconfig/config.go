@@ -1,0 +1,337 @@
+// Package adapterconfig reads, validates and writes adapter_config.json, the configuration file
+// of an adapter folder in PEFT's layout. It imports no graph engine (check with
+// `go list -deps ./adapterio/adapterconfig | grep gomlx`, which must print nothing), so that its
+// fuzz target builds a small binary; package adapterio re-exports Config and Parse.
+//
+// SingLoRA adapters have "peft_type": "SINGLORA" and record, besides PEFT's LoRA keys (r,
+// lora_alpha, target_modules, use_rslora, lora_dropout, fan_in_fan_out, modules_to_save,
+// base_model_name_or_path), the ramp T ("ramp_up_steps"), the optimizer steps taken
+// ("trained_steps", so that u = min(trained_steps/T, 1) is known after reload), "init", and
+// "module_shapes" ({module: [out, in]}): A ∈ ℝ^{max(in,out)×r} alone does not say which of in/out
+// is the larger. module_shapes is optional in the file because a command that has the base
+// checkpoint or the model at hand (merge, classify) reads [out, in] from there; commands with
+// neither (export, inspect) need it. LoRA, LoRA+ and DoRA adapters are written as PEFT writes LoRA
+// ("peft_type": "LORA", "use_dora": true for DoRA, "bias": "none", "init_lora_weights": true);
+// LoRA+ is recorded by "loraplus_lr_ratio" (informational for PEFT, which ignores the key).
+// Unknown keys of a parsed config are kept and written back by MarshalJSON.
+package adapterconfig
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"strings"
+
+	"github.com/singlora/singlora/peft/peftdef"
+	"github.com/singlora/singlora/safetensors"
+)
+
+// File names inside an adapter folder.
+const (
+	ConfigFile  = "adapter_config.json"
+	WeightsFile = "adapter_model.safetensors"
+)
+
+// PEFT types.
+const (
+	TypeSingLoRA = "SINGLORA"
+	TypeLoRA     = "LORA"
+)
+
+// Config is adapter_config.json.
+type Config struct {
+	PeftType      string
+	R             int
+	LoraAlpha     float64
+	TargetModules []string // patterns (see peft.MatchModule); a PEFT regex string loads as one "re:" pattern
+	UseRSLoRA     bool
+	LoraDropout   float64
+	FanInFanOut   bool
+	ModulesToSave []string
+	BaseModel     string
+	TaskType      string
+
+	// SingLoRA only.
+	RampUpSteps  int64
+	TrainedSteps int64
+	Init         string
+	// ModuleShapes maps adapted modules to [out, in] (nn.Linear orientation, whatever the
+	// layout). It may be empty or partial: a module it does not list takes its [out, in] from the
+	// base checkpoint or the model it is applied to, where there is one.
+	ModuleShapes map[string][2]int
+	// InOutModules lists modules stored [in, out] when FanInFanOut is false (a model mixing layouts).
+	InOutModules []string
+
+	// LoRA family only.
+	UseDora         bool
+	Bias            string
+	InitLoraWeights json.RawMessage
+	LoraPlusRatio   float64
+
+	Seed uint64
+
+	// Extra holds keys this package does not interpret, written back unchanged.
+	Extra map[string]json.RawMessage
+}
+
+// knownKeys are the keys Config interprets (all others go to Extra).
+var knownKeys = map[string]bool{
+	"peft_type": true, "r": true, "lora_alpha": true, "target_modules": true, "use_rslora": true,
+	"lora_dropout": true, "fan_in_fan_out": true, "modules_to_save": true,
+	"base_model_name_or_path": true, "task_type": true, "ramp_up_steps": true, "trained_steps": true,
+	"init": true, "module_shapes": true, "in_out_modules": true, "use_dora": true, "bias": true,
+	"init_lora_weights": true, "loraplus_lr_ratio": true, "seed": true,
+}
+
+// Method returns the peft method the config describes.
+func (c *Config) Method() peftdef.Method {
+	switch {
+	case c.PeftType == TypeSingLoRA:
+		return peftdef.SingLoRA
+	case c.UseDora:
+		return peftdef.DoRA
+	case c.LoraPlusRatio > 0:
+		return peftdef.LoRAPlus
+	}
+	return peftdef.LoRA
+}
+
+// Scale is the adapter scaling: lora_alpha/r, or lora_alpha/√r with use_rslora.
+func (c *Config) Scale() float64 { return peftdef.Scale(c.LoraAlpha, c.R, c.UseRSLoRA) }
+
+// Ramp is u = min(trained_steps/T, 1) (1 when T = 0 or for the LoRA family).
+func (c *Config) Ramp() float64 {
+	if c.PeftType != TypeSingLoRA {
+		return 1
+	}
+	return peftdef.Ramp(c.RampUpSteps, c.TrainedSteps)
+}
+
+// Layout returns the storage layout of module's base weight.
+func (c *Config) Layout(module string) peftdef.Layout {
+	if c.FanInFanOut {
+		return peftdef.InOut
+	}
+	for _, m := range c.InOutModules {
+		if m == module {
+			return peftdef.InOut
+		}
+	}
+	return peftdef.OutIn
+}
+
+// MarshalJSON writes the config with sorted keys, extras included.
+func (c *Config) MarshalJSON() ([]byte, error) {
+	m := map[string]any{}
+	for k, v := range c.Extra {
+		m[k] = v
+	}
+	targets := any(c.TargetModules)
+	if len(c.TargetModules) == 1 && strings.HasPrefix(c.TargetModules[0], "re:") {
+		targets = strings.TrimPrefix(c.TargetModules[0], "re:") // PEFT: a string is a full-match regex
+	} else if len(c.TargetModules) == 1 && c.TargetModules[0] == peftdef.AllLinear {
+		targets = peftdef.AllLinear
+	}
+	m["peft_type"] = c.PeftType
+	m["r"] = c.R
+	m["lora_alpha"] = c.LoraAlpha
+	m["target_modules"] = targets
+	m["use_rslora"] = c.UseRSLoRA
+	m["lora_dropout"] = c.LoraDropout
+	m["fan_in_fan_out"] = c.FanInFanOut
+	m["base_model_name_or_path"] = c.BaseModel
+	m["seed"] = c.Seed
+	if c.ModulesToSave != nil {
+		m["modules_to_save"] = c.ModulesToSave
+	} else {
+		m["modules_to_save"] = nil
+	}
+	if c.TaskType != "" {
+		m["task_type"] = c.TaskType
+	}
+	if c.PeftType == TypeSingLoRA {
+		m["ramp_up_steps"] = c.RampUpSteps
+		m["trained_steps"] = c.TrainedSteps
+		m["init"] = c.Init
+		shapes := map[string][]int{}
+		for k, v := range c.ModuleShapes {
+			shapes[k] = []int{v[0], v[1]}
+		}
+		m["module_shapes"] = shapes
+	} else {
+		m["use_dora"] = c.UseDora
+		bias := c.Bias
+		if bias == "" {
+			bias = "none"
+		}
+		m["bias"] = bias
+		if len(c.InitLoraWeights) > 0 {
+			m["init_lora_weights"] = c.InitLoraWeights
+		} else {
+			m["init_lora_weights"] = true
+		}
+		if c.LoraPlusRatio > 0 {
+			m["loraplus_lr_ratio"] = c.LoraPlusRatio
+		}
+		if c.TrainedSteps > 0 {
+			m["trained_steps"] = c.TrainedSteps
+		}
+	}
+	if len(c.InOutModules) > 0 {
+		m["in_out_modules"] = c.InOutModules
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(m); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// Parse parses and validates the contents of adapter_config.json.
+func Parse(b []byte) (*Config, error) {
+	if err := safetensors.CheckJSON(b); err != nil {
+		return nil, fmt.Errorf("%s: %w", ConfigFile, err)
+	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return nil, fmt.Errorf("%s: not a JSON object: %v", ConfigFile, err)
+	}
+	if raw == nil {
+		return nil, fmt.Errorf("%s: not a JSON object", ConfigFile)
+	}
+	c := &Config{Extra: map[string]json.RawMessage{}}
+	for k, v := range raw {
+		if !knownKeys[k] {
+			var cb bytes.Buffer
+			if err := json.Compact(&cb, v); err != nil {
+				return nil, fmt.Errorf("%s: key %q: %v", ConfigFile, k, err)
+			}
+			c.Extra[k] = cb.Bytes()
+		}
+	}
+	get := func(key string, dst any, required bool) error {
+		v, ok := raw[key]
+		if !ok || string(v) == "null" {
+			if required {
+				return fmt.Errorf("%s: missing required key %q", ConfigFile, key)
+			}
+			return nil
+		}
+		if err := json.Unmarshal(v, dst); err != nil {
+			return fmt.Errorf("%s: key %q: %v", ConfigFile, key, err)
+		}
+		return nil
+	}
+	if err := get("peft_type", &c.PeftType, true); err != nil {
+		return nil, err
+	}
+	if c.PeftType != TypeSingLoRA && c.PeftType != TypeLoRA {
+		return nil, fmt.Errorf("%s: unsupported peft_type %q (want %q or %q)", ConfigFile, c.PeftType, TypeSingLoRA, TypeLoRA)
+	}
+	sing := c.PeftType == TypeSingLoRA
+	var targets json.RawMessage
+	steps := []struct {
+		key      string
+		dst      any
+		required bool
+	}{
+		{"r", &c.R, true},
+		{"lora_alpha", &c.LoraAlpha, true},
+		{"target_modules", &targets, true},
+		{"use_rslora", &c.UseRSLoRA, false},
+		{"lora_dropout", &c.LoraDropout, false},
+		{"fan_in_fan_out", &c.FanInFanOut, false},
+		{"modules_to_save", &c.ModulesToSave, false},
+		{"base_model_name_or_path", &c.BaseModel, false},
+		{"task_type", &c.TaskType, false},
+		{"ramp_up_steps", &c.RampUpSteps, sing},
+		{"trained_steps", &c.TrainedSteps, sing},
+		{"init", &c.Init, false},
+		{"in_out_modules", &c.InOutModules, false},
+		{"use_dora", &c.UseDora, false},
+		{"bias", &c.Bias, false},
+		{"loraplus_lr_ratio", &c.LoraPlusRatio, false},
+		{"seed", &c.Seed, false},
+	}
+	for _, s := range steps {
+		if err := get(s.key, s.dst, s.required); err != nil {
+			return nil, err
+		}
+	}
+	if v, ok := raw["init_lora_weights"]; ok {
+		c.InitLoraWeights = v
+	}
+	var shapes map[string][]int
+	if err := get("module_shapes", &shapes, false); err != nil {
+		return nil, err
+	}
+	if shapes != nil {
+		c.ModuleShapes = map[string][2]int{}
+		for k, v := range shapes {
+			if len(v) != 2 || v[0] <= 0 || v[1] <= 0 {
+				return nil, fmt.Errorf("%s: module_shapes[%q] = %v, want [out, in] with positive sizes", ConfigFile, k, v)
+			}
+			c.ModuleShapes[k] = [2]int{v[0], v[1]}
+		}
+	}
+	var list []string
+	var str string
+	if json.Unmarshal(targets, &list) == nil && list != nil {
+		c.TargetModules = list
+	} else if json.Unmarshal(targets, &str) == nil {
+		if str == peftdef.AllLinear {
+			c.TargetModules = []string{str}
+		} else {
+			c.TargetModules = []string{"re:" + str}
+		}
+	} else {
+		return nil, fmt.Errorf("%s: target_modules must be a list of names or a regex string", ConfigFile)
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Validate checks the values of the config. Numbers must be usable in float32, the precision
+// adapters are applied in: lora_alpha and the scaling it gives (lora_alpha/r or
+// lora_alpha/sqrt(r)) must be finite and non-zero once rounded to float32.
+func (c *Config) Validate() error {
+	if c.PeftType != TypeSingLoRA && c.PeftType != TypeLoRA {
+		return fmt.Errorf("adapter config: unsupported peft_type %q (want %q or %q)", c.PeftType, TypeSingLoRA, TypeLoRA)
+	}
+	if c.R <= 0 {
+		return fmt.Errorf("adapter config: r must be ≥ 1, got %d", c.R)
+	}
+	if err := peftdef.CheckScale(c.LoraAlpha, c.R, c.UseRSLoRA); err != nil {
+		return fmt.Errorf("adapter config: %w", err)
+	}
+	if len(c.TargetModules) == 0 {
+		return fmt.Errorf("adapter config: target_modules is empty")
+	}
+	if math.IsNaN(c.LoraDropout) || c.LoraDropout < 0 || c.LoraDropout >= 1 {
+		return fmt.Errorf("adapter config: lora_dropout must be in [0, 1), got %v", c.LoraDropout)
+	}
+	if math.IsNaN(c.LoraPlusRatio) || math.IsInf(c.LoraPlusRatio, 0) || c.LoraPlusRatio < 0 {
+		return fmt.Errorf("adapter config: loraplus_lr_ratio must be a finite number ≥ 0 (0 = not LoRA+), got %v", c.LoraPlusRatio)
+	}
+	if c.RampUpSteps < 0 || c.TrainedSteps < 0 {
+		return fmt.Errorf("adapter config: ramp_up_steps (%d) and trained_steps (%d) must be ≥ 0", c.RampUpSteps, c.TrainedSteps)
+	}
+	if c.PeftType == TypeLoRA && c.Bias != "" && c.Bias != "none" {
+		return fmt.Errorf("adapter config: bias %q is not supported (only \"none\")", c.Bias)
+	}
+	if c.PeftType == TypeSingLoRA && c.Init != "" && c.Init != string(peftdef.InitTheory) && c.Init != string(peftdef.InitKaimingDR) {
+		return fmt.Errorf("adapter config: unknown singlora init %q (known: %s, %s)", c.Init, peftdef.InitTheory, peftdef.InitKaimingDR)
+	}
+	for m, s := range c.ModuleShapes {
+		if s[0] <= 0 || s[1] <= 0 {
+			return fmt.Errorf("adapter config: module_shapes[%q] = %v, want [out, in] with positive sizes", m, s)
+		}
+	}
+	return nil
+}
