@@ -7,8 +7,10 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sort"
 	"strings"
 
+	"github.com/singlora/singlora/internal/atomicfile"
 	"github.com/singlora/singlora/peft"
 	"github.com/singlora/singlora/safetensors"
 )
@@ -387,64 +389,65 @@ func writeFolder(dir string, files map[string][]byte) (err error) {
 	if statErr == nil && !st.IsDir() {
 		return fmt.Errorf("%s exists and is not a folder", dir)
 	}
-	if errors.Is(statErr, os.ErrNotExist) {
-		tmp, err := os.MkdirTemp(parent, "."+filepath.Base(dir)+".tmp-*")
-		if err != nil {
-			return err
-		}
-		defer func() {
-			if err != nil {
-				_ = os.RemoveAll(tmp)
-			}
-		}()
-		for _, name := range sortedKeys(files) {
-			if err = safetensors.WriteFileAtomic(filepath.Join(tmp, name), files[name], 0o644); err != nil {
-				return err
-			}
-		}
-		if err = os.Chmod(tmp, 0o755); err != nil {
-			return err
-		}
-		if err = os.Rename(tmp, dir); err != nil {
-			return err
-		}
-		safetensors.SyncDir(parent)
-		return nil
+	// The new version is built complete beside dir — the new files, plus hard links to any other
+	// files an existing dir holds — and swapped in at once (atomicfile.ReplaceDir): a kill at any
+	// instant leaves the old adapter or the new one, never new weights with an old config.
+	tmp, err := atomicfile.TempDir(dir)
+	if err != nil {
+		return err
 	}
-	// Existing folder: stage every file, then rename them all.
-	staged := map[string]string{}
 	defer func() {
-		for _, p := range staged {
-			_ = os.Remove(p)
+		if err != nil {
+			_ = os.RemoveAll(tmp)
 		}
 	}()
-	for _, name := range sortedKeys(files) {
-		f, err := os.CreateTemp(dir, "."+name+".tmp-*")
-		if err != nil {
-			return err
-		}
-		staged[name] = f.Name()
-		_, err = f.Write(files[name])
-		if err == nil {
-			err = f.Chmod(0o644)
-		}
-		if err == nil {
-			err = f.Sync()
-		}
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
+	if statErr == nil {
+		if err = linkOthers(dir, tmp, files); err != nil {
 			return err
 		}
 	}
-	// Weights first, config last: a reader that sees the new config sees the new weights.
-	for _, name := range []string{WeightsFile, ConfigFile} {
-		if err := os.Rename(staged[name], filepath.Join(dir, name)); err != nil {
+	// Weights first, config last (a folder with the config has its weights).
+	names := sortedKeys(files)
+	sort.SliceStable(names, func(i, j int) bool { return names[j] == ConfigFile && names[i] != ConfigFile })
+	for _, name := range names {
+		if err = safetensors.WriteFileAtomic(filepath.Join(tmp, name), files[name], 0o644); err != nil {
 			return err
 		}
-		delete(staged, name)
 	}
-	safetensors.SyncDir(dir)
-	return nil
+	return atomicfile.ReplaceDir(tmp, dir)
+}
+
+// linkOthers hard-links (or, across devices, copies) the entries of dir that files does not
+// replace into tmp, so that replacing the folder keeps them.
+func linkOthers(dir, tmp string, files map[string][]byte) error {
+	return filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		if rel == "." {
+			return nil
+		}
+		if _, replaced := files[rel]; replaced || atomicfile.IsTemp(info.Name()) {
+			if info.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		dst := filepath.Join(tmp, rel)
+		switch {
+		case info.IsDir():
+			return os.MkdirAll(dst, info.Mode().Perm()|0o700)
+		case !info.Mode().IsRegular():
+			return nil // sockets, devices, links: not part of an adapter
+		}
+		if os.Link(p, dst) == nil {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(dst, b, info.Mode().Perm())
+	})
 }

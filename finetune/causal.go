@@ -28,6 +28,7 @@ import (
 // causalModel is a causal LM loaded from a Hugging Face folder.
 type causalModel struct {
 	kind    string // "llama" or "gpt2"
+	vocab   int
 	linears []peft.LinearSpec
 	loss    func(inj *peft.Injection) train.LossFn
 }
@@ -44,13 +45,13 @@ func loadCausal(dir string, store *model.Store, streams int) (*causalModel, erro
 		if err != nil {
 			return nil, err
 		}
-		return &causalModel{kind: "llama", linears: llama.Linears(c), loss: func(inj *peft.Injection) train.LossFn { return llama.StreamedLossFn(c, inj, streams) }}, nil
+		return &causalModel{kind: "llama", vocab: c.VocabSize, linears: llama.Linears(c), loss: func(inj *peft.Injection) train.LossFn { return llama.StreamedLossFn(c, inj, streams) }}, nil
 	case "gpt2":
 		c, err := gpt2.Load(dir, store)
 		if err != nil {
 			return nil, err
 		}
-		return &causalModel{kind: "gpt2", linears: gpt2.Linears(c), loss: func(inj *peft.Injection) train.LossFn { return gpt2.StreamedLossFn(c, inj, streams) }}, nil
+		return &causalModel{kind: "gpt2", vocab: c.VocabSize, linears: gpt2.Linears(c), loss: func(inj *peft.Injection) train.LossFn { return gpt2.StreamedLossFn(c, inj, streams) }}, nil
 	}
 	return nil, fmt.Errorf("%s: model_type %q is not a causal LM singlora trains (llama, mistral, qwen2, gpt2)", dir, mt)
 }
@@ -182,6 +183,13 @@ func PrepareCausal(c Config, dir string, backend compute.Backend, out io.Writer)
 	}
 	vd, err := tokenizePairs(tok, valEx, maxLen)
 	if err != nil {
+		return nil, err
+	}
+	longest := 1
+	for i := range td.prompts {
+		longest = max(longest, len(td.prompts[i])+len(td.completions[i]))
+	}
+	if err := checkStepMemory(c, cm.linears, min((longest+td.padTo-1)/td.padTo*td.padTo, maxLen), cm.vocab); err != nil {
 		return nil, err
 	}
 	stepsPerEpoch, total := c.StepCounts(len(trainEx))

@@ -157,6 +157,13 @@ func Prepare(c Config, dir string, backend compute.Backend, out io.Writer) (*Job
 	}
 	j := &Job{Cfg: c, Dir: dir, Backend: backend, Task: task, Inj: inj, TotalSteps: total, Out: out,
 		Train: task.NewData(texts(trainEx), trainY), Val: task.NewData(texts(valEx), valY)}
+	longest := 1
+	for _, r := range j.Train.Rows {
+		longest = max(longest, len(r))
+	}
+	if err := checkStepMemory(c, enc.Linears(), (longest+15)/16*16, 0); err != nil {
+		return nil, err
+	}
 	if len(testEx) > 0 {
 		j.Test = task.NewData(texts(testEx), testY)
 	}

@@ -27,6 +27,8 @@ import (
 	"sort"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/singlora/singlora/internal/atomicfile"
 )
 
 // MaxHeaderSize bounds the JSON header (the reference implementation's limit is 100 MB).
@@ -533,49 +535,18 @@ func pathErr(err error) error {
 // WriteFileAtomic writes data to path via a synced temporary file in the same directory and a
 // rename, so that readers see either the old file or the complete new one. Errors name path
 // (not the temporary file); path's folder must exist (see CheckOutputPath).
-func WriteFileAtomic(path string, data []byte, perm os.FileMode) (err error) {
+func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 	if err := CheckOutputPath(path); err != nil {
 		return err
 	}
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("%s: cannot create a temporary file in %s: %v", path, dir, pathErr(err))
+	if err := atomicfile.WriteFile(path, data, perm); err != nil {
+		return fmt.Errorf("writing %s: %v", path, pathErr(err))
 	}
-	name := tmp.Name()
-	defer func() {
-		if err != nil {
-			_ = tmp.Close()
-			_ = os.Remove(name)
-			err = fmt.Errorf("writing %s: %v", path, pathErr(err))
-		}
-	}()
-	if _, err = tmp.Write(data); err != nil {
-		return err
-	}
-	if err = tmp.Chmod(perm); err != nil {
-		return err
-	}
-	if err = tmp.Sync(); err != nil {
-		return err
-	}
-	if err = tmp.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(name, path); err != nil {
-		return err
-	}
-	SyncDir(dir)
 	return nil
 }
 
 // SyncDir fsyncs a directory (best effort) so that a rename into it is durable.
-func SyncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		_ = d.Close()
-	}
-}
+func SyncDir(dir string) { atomicfile.SyncDir(dir) }
 
 // IsFloat reports whether dtype is one of the float types the float32 helpers convert.
 func IsFloat(dtype string) bool {

@@ -156,17 +156,17 @@ func RecoverCheckpoints(ckDir string) ([]string, error) {
 	return notes, nil
 }
 
-// removeStrayTemps removes the temporary files that atomic writes leave in dir when a process is
-// killed before their rename (".<name>.tmp-*" beside a file of the run folder).
+// removeStrayTemps removes the temporary files and folders that atomic writes leave in the run
+// folder dir when a process is killed before their rename (".<name>.tmp-*"): half-written files,
+// and copies of RUN/adapter, which a run writes again from its best checkpoint when it ends.
 func removeStrayTemps(dir string) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return
 	}
 	for _, e := range entries {
-		n := e.Name()
-		if !e.IsDir() && atomicfile.IsTemp(n) {
-			_ = os.Remove(filepath.Join(dir, n))
+		if atomicfile.IsTemp(e.Name()) {
+			_ = os.RemoveAll(filepath.Join(dir, e.Name()))
 		}
 	}
 }
