@@ -465,3 +465,15 @@ func TestKilledSweepStopsItsTrainers(t *testing.T) {
 		t.Fatalf("the second sweep should have resumed the trainer's checkpoint:\n%s", b)
 	}
 }
+
+// TestTrainWithoutValidation: --val-fraction 0 trains, keeps the final weights and says so.
+func TestTrainWithoutValidation(t *testing.T) {
+	needUSE(t)
+	tmp := t.TempDir()
+	dataPath := filepath.Join(tmp, "train.jsonl")
+	writeSentiment(t, dataPath, 24)
+	out, err := cli("train", "--data", dataPath, "--run", filepath.Join(tmp, "run"), "--steps", "2", "--batch", "8", "--val-fraction", "0", "--quiet").Output()
+	if err != nil || !strings.Contains(string(out), "no validation set (the final weights are kept)") || strings.Contains(string(out), "validation ,") {
+		t.Fatalf("err %v, summary line %q", err, out)
+	}
+}

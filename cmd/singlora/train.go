@@ -146,11 +146,11 @@ func runTrain(args []string) error {
 	if err != nil {
 		return err
 	}
-	val := fmtMetrics(s.Val)
-	if val == "" {
-		val = "none (no validation set)"
+	if val := fmtMetrics(s.Val); val != "" {
+		fmt.Printf("run %s: %d steps (best at %d), validation %s", dir, s.Steps, s.BestStep, val)
+	} else {
+		fmt.Printf("run %s: %d steps, no validation set (the final weights are kept)", dir, s.Steps)
 	}
-	fmt.Printf("run %s: %d steps (best at %d), validation %s", dir, s.Steps, s.BestStep, val)
 	if s.Test != nil {
 		fmt.Printf(", test %v", fmtMetrics(s.Test))
 	}
