@@ -155,17 +155,23 @@ func Prepare(c Config, dir string, backend compute.Backend, out io.Writer) (*Job
 		}
 		return out
 	}
+	// One note for all splits (each NewData would print its own, without the split's name).
+	task.Warnings = io.Discard
 	j := &Job{Cfg: c, Dir: dir, Backend: backend, Task: task, Inj: inj, TotalSteps: total, Out: out,
 		Train: task.NewData(texts(trainEx), trainY), Val: task.NewData(texts(valEx), valY)}
+	if len(testEx) > 0 {
+		j.Test = task.NewData(texts(testEx), testY)
+	}
+	task.Warnings = nil
+	if note := clippedNote(map[string]*classify.Data{"training": j.Train, "validation": j.Val, "test": j.Test}); note != "" {
+		fmt.Fprintf(out, "warning: %s are longer than the encoder's limit of %d tokens and were clipped to it\n", note, clipLimit(enc))
+	}
 	longest := 1
 	for _, r := range j.Train.Rows {
 		longest = max(longest, len(r))
 	}
 	if err := checkStepMemory(c, enc.Linears(), (longest+15)/16*16, 0); err != nil {
 		return nil, err
-	}
-	if len(testEx) > 0 {
-		j.Test = task.NewData(texts(testEx), testY)
 	}
 	groups := inj.OptimizerGroups(c.WeightDecay)
 	headLR := c.HeadLR
@@ -353,6 +359,26 @@ func baseModelName(c Config) string {
 		return use.BaseModelName
 	}
 	return c.Model
+}
+
+// clippedNote lists the splits with clipped texts ("3 of 900 training texts, 1 of 100 test
+// texts"); "" when none was clipped.
+func clippedNote(splits map[string]*classify.Data) string {
+	var parts []string
+	for _, name := range []string{"training", "validation", "test"} {
+		if d := splits[name]; d != nil && d.Clipped > 0 {
+			parts = append(parts, fmt.Sprintf("%d of %d %s texts", d.Clipped, d.Len(), name))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// clipLimit is the encoder's token limit (0 if it does not clip).
+func clipLimit(enc classify.Encoder) int {
+	if c, ok := enc.(classify.Clipper); ok {
+		return c.MaxLength()
+	}
+	return 0
 }
 
 // featureScale is √dim for USE-Lite's unit-norm embeddings, 1 for BERT's features.

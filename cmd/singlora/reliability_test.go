@@ -117,6 +117,21 @@ func newestCheckpoint(t *testing.T, ckDir string) int64 {
 	return newest
 }
 
+// waitForSteps waits (up to 5 minutes) until the run folder's metrics.jsonl has n lines; if it
+// does not, it kills cmd and fails with cmd's output.
+func waitForSteps(t *testing.T, run string, n int, cmd *exec.Cmd, out *bytes.Buffer) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		if b, _ := os.ReadFile(filepath.Join(run, "metrics.jsonl")); bytes.Count(b, []byte("\n")) >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			t.Fatalf("%s: no %d steps in 5 minutes:\n%s", run, n, out.String())
+		}
+	}
+}
+
 // killedBySIGKILL reports whether err is a process that died of SIGKILL.
 func killedBySIGKILL(err error) bool {
 	var ee *exec.ExitError
@@ -220,16 +235,7 @@ func TestOneTrainerPerFolder(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = first.Process.Kill() }()
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		if b, _ := os.ReadFile(filepath.Join(run, "metrics.jsonl")); bytes.Count(b, []byte("\n")) >= 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the first run made no progress:\n%s", out1.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitForSteps(t, run, 2, first, &out1)
 	cfgBefore, _ := os.ReadFile(filepath.Join(run, "config.json"))
 	for _, args := range [][]string{
 		{"train", "--data", dataPath, "--run", run, "--steps", "4", "--lr", "0.5", "--quiet"},
@@ -431,17 +437,7 @@ func TestKilledSweepStopsItsTrainers(t *testing.T) {
 		t.Fatal(err)
 	}
 	cell := filepath.Join(out, "singlora-lr0.001-s1")
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		if b, _ := os.ReadFile(filepath.Join(cell, "metrics.jsonl")); bytes.Count(b, []byte("\n")) >= 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			_ = sw.Process.Kill()
-			t.Fatalf("the sweep's trainer made no progress:\n%s", log.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitForSteps(t, cell, 2, sw, &log)
 	if err := sw.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/singlora/singlora/finetune"
 	"github.com/singlora/singlora/models/use"
@@ -91,18 +90,7 @@ func TestTrainInterruptedBySignalResumesIdentically(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Minute)
-	for {
-		b, _ := os.ReadFile(filepath.Join(split, "metrics.jsonl"))
-		if bytes.Count(b, []byte("\n")) >= 5 {
-			break
-		}
-		if time.Now().After(deadline) {
-			_ = cmd.Process.Kill()
-			t.Fatalf("run made no progress:\n%s", out.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitForSteps(t, split, 5, cmd, &out)
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
