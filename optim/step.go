@@ -5,7 +5,6 @@
 package optim
 
 import (
-	"github.com/gomlx/compute/dtypes"
 	"github.com/gomlx/gomlx/core/graph"
 	"github.com/gomlx/gomlx/ml/model"
 )
@@ -25,9 +24,4 @@ func StepVar(store *model.Store) *model.Variable {
 // Step returns the current optimizer step as a graph node (int64 scalar).
 func Step(store *model.Store, g *graph.Graph) *graph.Node {
 	return StepVar(store).NodeValue(g)
-}
-
-// StepAs returns the current optimizer step converted to dtype.
-func StepAs(store *model.Store, g *graph.Graph, dtype dtypes.DType) *graph.Node {
-	return graph.ConvertDType(Step(store, g), dtype)
 }

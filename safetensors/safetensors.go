@@ -61,12 +61,6 @@ var dtypeSizes = map[string]int{
 	U64: 8, U32: 4, U16: 2, U8: 1, Bool: 1, F8E4: 1, F8E5: 1,
 }
 
-// DTypeSize returns the size in bytes of one element of dtype, and whether the dtype is known.
-func DTypeSize(dtype string) (int, bool) {
-	n, ok := dtypeSizes[dtype]
-	return n, ok
-}
-
 // Tensor is one named tensor: its dtype, shape and raw little-endian row-major bytes.
 type Tensor struct {
 	Name  string

@@ -192,11 +192,6 @@ func CurrentStep(store *model.Store) int64 {
 	return tensors.ToScalar[int64](t)
 }
 
-// SetStep sets the optimizer step counter (e.g. when reloading an adapter).
-func SetStep(store *model.Store, step int64) error {
-	return optim.StepVar(store).SetValue(tensors.FromScalar(step))
-}
-
 func toAny(ts []*tensors.Tensor) []any {
 	out := make([]any, len(ts))
 	for i, t := range ts {
