@@ -14,12 +14,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/gomlx/compute"
-	"github.com/gomlx/gomlx/ml/model"
 
-	"github.com/singlora/singlora/adapterio"
 	"github.com/singlora/singlora/classify"
 	"github.com/singlora/singlora/data"
 	"github.com/singlora/singlora/finetune"
@@ -28,7 +25,6 @@ import (
 	"github.com/singlora/singlora/optim"
 	"github.com/singlora/singlora/peft"
 	"github.com/singlora/singlora/safetensors"
-	"github.com/singlora/singlora/train"
 )
 
 // MethodSpec is one row of the demo: a method and its default hyperparameters.
@@ -114,7 +110,82 @@ func Sentences(cache string) ([]data.Example, error) {
 	return all, nil
 }
 
-// Run runs the demo and returns the results (also written to RunDir/results.json).
+// Split holds the paths of the demo's split files and their sizes.
+type Split struct {
+	Train, Val, Test string
+	Counts           map[string]int // "train", "validation", "test"
+	Labels           []string
+}
+
+// WriteSplit writes the demo's seeded 70/10/20 stratified split of the sentiment sentences as
+// train/val/test JSONL files ({"text", "label"}) in dir, the training part cut to maxTrain and the
+// others to maxEval sentences when those are > 0. Files already there with the same content are
+// left alone; each is written atomically.
+func WriteSplit(cache, dir string, seed uint64, maxTrain, maxEval int) (*Split, error) {
+	examples, err := Sentences(cache)
+	if err != nil {
+		return nil, err
+	}
+	parts, err := data.StratifiedSplit(examples, []float64{0.7, 0.1, 0.2}, seed)
+	if err != nil {
+		return nil, err
+	}
+	if maxTrain > 0 && len(parts[0]) > maxTrain {
+		parts[0] = parts[0][:maxTrain]
+	}
+	if maxEval > 0 {
+		parts[1], parts[2] = parts[1][:min(len(parts[1]), maxEval)], parts[2][:min(len(parts[2]), maxEval)]
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	sp := &Split{Counts: map[string]int{}, Labels: data.LabelSet(examples)}
+	for i, name := range []string{"train", "val", "test"} {
+		var sb strings.Builder
+		for _, e := range parts[i] {
+			js, _ := json.Marshal(map[string]string{"text": e.Text, "label": e.Label})
+			sb.Write(js)
+			sb.WriteByte('\n')
+		}
+		path := filepath.Join(dir, name+".jsonl")
+		if old, err := os.ReadFile(path); err != nil || string(old) != sb.String() {
+			if err := writeAtomic(path, []byte(sb.String())); err != nil {
+				return nil, err
+			}
+		}
+		switch name {
+		case "train":
+			sp.Train, sp.Counts["train"] = path, len(parts[i])
+		case "val":
+			sp.Val, sp.Counts["validation"] = path, len(parts[i])
+		case "test":
+			sp.Test, sp.Counts["test"] = path, len(parts[i])
+		}
+	}
+	return sp, nil
+}
+
+// Config is the finetune configuration of one method's demo run: USE-Lite, SingLoRA/LoRA/… at
+// rank r with α = r on every linear layer, AdamW with the method's learning rate (the head at
+// HeadLR), weight decay 0.01, 10% linear warm-up then linear decay, no gradient clipping,
+// Epochs over nTrain examples, SingLoRA's ramp T = 1% of the steps (the paper's rule),
+// evaluation once per epoch, and the best validation accuracy's checkpoint kept.
+func Config(o Options, ms MethodSpec, sp *Split) finetune.Config {
+	steps := int64(o.Epochs * ((sp.Counts["train"] + o.BatchSize - 1) / o.BatchSize))
+	c := finetune.Default()
+	c.Name, c.Model, c.Task = ms.Name, "use", "classify"
+	c.Train, c.Val, c.Test, c.ValFraction = sp.Train, sp.Val, sp.Test, 0
+	c.Method, c.Rank, c.Alpha = string(ms.Method), o.Rank, float64(o.Rank)
+	c.Ramp = strconv.FormatInt(max(1, steps/100), 10)
+	c.LR, c.HeadLR, c.WeightDecay, c.ClipNorm = ms.LR, o.HeadLR, 0.01, 0
+	c.Warmup, c.Schedule = strconv.FormatInt(steps/10, 10), string(optim.Linear)
+	c.Batch, c.Accum, c.Epochs, c.Steps, c.Seed = o.BatchSize, 1, float64(o.Epochs), steps, o.Seed
+	c.EvalEvery, c.EarlyMetric, c.Patience, c.CheckpointEvery = max(1, steps/int64(o.Epochs)), "accuracy", 0, 0
+	return c
+}
+
+// Run runs the demo — one `singlora train` run per method, in RunDir/<method>, on the split
+// written to RunDir/data — and returns the results (also written to RunDir/results.json).
 func Run(ctx context.Context, o Options) (*Results, error) {
 	if o.Out == nil {
 		o.Out = os.Stderr
@@ -124,44 +195,59 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 			return nil, err
 		}
 	}
-	examples, err := Sentences(o.CacheDir)
+	if o.Epochs < 1 || o.BatchSize < 1 || o.Rank < 1 {
+		return nil, fmt.Errorf("demo: epochs (%d), batch size (%d) and rank (%d) must be ≥ 1", o.Epochs, o.BatchSize, o.Rank)
+	}
+	sp, err := WriteSplit(o.CacheDir, filepath.Join(o.RunDir, "data"), o.Seed, o.MaxTrain, o.MaxEval)
 	if err != nil {
 		return nil, err
 	}
-	splits, err := data.StratifiedSplit(examples, []float64{0.7, 0.1, 0.2}, o.Seed)
-	if err != nil {
-		return nil, err
-	}
-	trainEx, valEx, testEx := splits[0], splits[1], splits[2]
-	if o.MaxTrain > 0 && len(trainEx) > o.MaxTrain {
-		trainEx = trainEx[:o.MaxTrain]
-	}
-	if o.MaxEval > 0 {
-		valEx, testEx = valEx[:min(len(valEx), o.MaxEval)], testEx[:min(len(testEx), o.MaxEval)]
-	}
-	labels := data.LabelSet(examples)
 	res := &Results{
-		Split: map[string]int{"train": len(trainEx), "validation": len(valEx), "test": len(testEx)},
+		Split: sp.Counts,
 		Config: map[string]any{"epochs": o.Epochs, "batch_size": o.BatchSize, "rank": o.Rank, "seed": o.Seed,
 			"head_lr": o.HeadLR, "model": use.BaseModelName, "split": "70/10/20 stratified"},
 	}
-	fmt.Fprintf(o.Out, "data: %d sentences (%d train / %d validation / %d test), labels %v\n",
-		len(examples), len(trainEx), len(valEx), len(testEx), labels)
+	fmt.Fprintf(o.Out, "data: %d train / %d validation / %d test sentences, labels %v\n",
+		sp.Counts["train"], sp.Counts["validation"], sp.Counts["test"], sp.Labels)
 	for _, ms := range o.Methods {
-		r, err := runMethod(ctx, o, ms, labels, trainEx, valEx, testEx)
+		r, err := runMethod(ctx, o, ms, sp)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", ms.Name, err)
 		}
 		res.Methods = append(res.Methods, *r)
 	}
 	js, _ := json.MarshalIndent(res, "", "  ")
-	if err := os.MkdirAll(o.RunDir, 0o755); err != nil {
-		return nil, err
-	}
 	if err := writeAtomic(filepath.Join(o.RunDir, "results.json"), append(js, '\n')); err != nil {
 		return nil, err
 	}
 	return res, nil
+}
+
+// runMethod trains one method with finetune in a fresh RunDir/<method> folder (a regular run
+// folder: classify, embed, plot and train --resume work on it).
+func runMethod(ctx context.Context, o Options, ms MethodSpec, sp *Split) (*Result, error) {
+	dir := filepath.Join(o.RunDir, ms.Name)
+	if err := os.RemoveAll(dir); err != nil {
+		return nil, err
+	}
+	job, err := finetune.New(Config(o, ms, sp), dir, o.Backend, o.Out)
+	if err != nil {
+		return nil, err
+	}
+	job.SetQuiet(o.Quiet)
+	rep := job.Params()
+	adapterParams := 0
+	for _, l := range rep.Layers {
+		adapterParams += l.Trainable
+	}
+	s, err := job.Run(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(o.Out, "   %s: validation accuracy %.4f, test accuracy %.4f (best step %d), %.1fs\n",
+		ms.Name, s.Val["accuracy"], s.Test["accuracy"], s.BestStep, s.TrainSeconds)
+	return &Result{Name: ms.Name, TestAccuracy: s.Test["accuracy"], ValAccuracy: s.Val["accuracy"], TrainableParams: s.TrainableParams,
+		AdapterParams: adapterParams, TrainSeconds: s.TrainSeconds, LR: ms.LR, Steps: s.Steps, BestStep: s.BestStep}, nil
 }
 
 // Table formats results as a text table.
@@ -172,30 +258,6 @@ func (r *Results) Table() string {
 		fmt.Fprintf(&sb, "%-10s %16d %14d %13.4f %11.1fs\n", m.Name, m.TrainableParams, m.AdapterParams, m.TestAccuracy, m.TrainSeconds)
 	}
 	return sb.String()
-}
-
-func texts(ex []data.Example) []string {
-	out := make([]string, len(ex))
-	for i, e := range ex {
-		out[i] = e.Text
-	}
-	return out
-}
-
-func labelIDs(ex []data.Example, labels []string) ([]int, error) {
-	idx := map[string]int{}
-	for i, l := range labels {
-		idx[l] = i
-	}
-	out := make([]int, len(ex))
-	for i, e := range ex {
-		id, ok := idx[e.Label]
-		if !ok {
-			return nil, fmt.Errorf("label %q not in %v", e.Label, labels)
-		}
-		out[i] = id
-	}
-	return out, nil
 }
 
 // Setup loads the encoder and builds the classification task for a method.
@@ -217,122 +279,6 @@ func Setup(dir string, ms MethodSpec, rank int, labels []string, seed uint64) (*
 		return nil, nil, err
 	}
 	return task, inj, nil
-}
-
-func runMethod(ctx context.Context, o Options, ms MethodSpec, labels []string, trainEx, valEx, testEx []data.Example) (*Result, error) {
-	task, inj, err := Setup("", ms, o.Rank, labels, o.Seed)
-	if err != nil {
-		return nil, err
-	}
-	steps := int64(o.Epochs * ((len(trainEx) + o.BatchSize - 1) / o.BatchSize))
-	if inj.Config.Method == peft.SingLoRA {
-		inj.Config.RampSteps = max(1, steps/100) // T = 1% of the steps, the paper's rule
-	}
-	if err := inj.Attach(task.Store); err != nil {
-		return nil, err
-	}
-	if err := task.Store.SetRNGStateFromSeed(int64(o.Seed)); err != nil {
-		return nil, err
-	}
-	rep := inj.Report(task.Store)
-	adapterParams := 0
-	for _, l := range rep.Layers {
-		adapterParams += l.Trainable
-	}
-	trainIDs, err := labelIDs(trainEx, labels)
-	if err != nil {
-		return nil, err
-	}
-	valIDs, err := labelIDs(valEx, labels)
-	if err != nil {
-		return nil, err
-	}
-	testIDs, err := labelIDs(testEx, labels)
-	if err != nil {
-		return nil, err
-	}
-	trainData := task.NewData(texts(trainEx), trainIDs)
-	valData := task.NewData(texts(valEx), valIDs)
-	testData := task.NewData(texts(testEx), testIDs)
-
-	opt := optim.DefaultAdamW(ms.LR)
-	opt.Schedule = optim.Schedule{Kind: optim.Linear, WarmupSteps: steps / 10, TotalSteps: steps}
-	groups := inj.OptimizerGroups(0.01)
-	opt.GroupOf = func(v *model.Variable) optim.Group {
-		g := groups(v)
-		if strings.HasPrefix(v.Path(), "/"+classify.HeadScope+"/") {
-			g.Name, g.LRMultiplier = "head", o.HeadLR/ms.LR
-		}
-		return g
-	}
-	dir := filepath.Join(o.RunDir, ms.Name)
-	if err := os.RemoveAll(dir); err != nil {
-		return nil, err
-	}
-	evalEvery := max(1, steps/int64(o.Epochs))
-	// config.json and head.json make the folder a run "singlora classify --run" can load.
-	cfg := runConfig(o, ms, inj.Config, steps, evalEvery)
-	if err := finetune.WriteClassifierFiles(dir, cfg, finetune.HeadInfo{Labels: labels, FeatureScale: task.FeatureScale, Model: cfg.Model}); err != nil {
-		return nil, err
-	}
-	runner := &train.Runner{
-		Cfg: train.RunConfig{Dir: dir, TotalSteps: steps, BatchSize: o.BatchSize, AccumSteps: 1, Seed: o.Seed,
-			EvalEvery: evalEvery, Early: train.EarlyStopping{Metric: "accuracy", Maximize: true}, Quiet: o.Quiet},
-		Backend: o.Backend, Store: task.Store, Loss: task.Loss, Opt: opt, Train: trainData,
-		Eval: func(_ *model.Store) (map[string]float64, error) { return task.Evaluate(o.Backend, valData) },
-		Ramp: inj.Config.Ramp,
-		Out:  o.Out,
-	}
-	if inj.Config.Method.HasAdapter() {
-		// Each checkpoint also holds the adapter (with the head) as a PEFT-layout folder.
-		runner.SaveExtra = func(d string) error {
-			return adapterio.SaveFromStore(filepath.Join(d, "adapter"), inj, task.Store, use.BaseModelName)
-		}
-	}
-	fmt.Fprintf(o.Out, "== %s: %d trainable parameters (%d in adapters), lr %g, %d steps\n", ms.Name, rep.Trainable, adapterParams, ms.LR, steps)
-	start := time.Now()
-	st, err := runner.Run(ctx, false)
-	if err != nil {
-		return nil, err
-	}
-	secs := time.Since(start).Seconds()
-	// Test with the best checkpoint by validation accuracy.
-	best := filepath.Join(dir, train.CheckpointDir, train.BestDir)
-	if _, err := train.LoadCheckpoint(best, task.Store); err != nil {
-		return nil, err
-	}
-	p, err := task.NewPredictor(o.Backend)
-	if err != nil {
-		return nil, err
-	}
-	val, _, err := p.Score(valData)
-	if err != nil {
-		return nil, err
-	}
-	test, _, err := p.Score(testData)
-	if err != nil {
-		return nil, err
-	}
-	fmt.Fprintf(o.Out, "   %s: validation accuracy %.4f, test accuracy %.4f (best step %d), %.1fs\n", ms.Name, val["accuracy"], test["accuracy"], st.BestStep, secs)
-	return &Result{Name: ms.Name, TestAccuracy: test["accuracy"], ValAccuracy: val["accuracy"], TrainableParams: rep.Trainable,
-		AdapterParams: adapterParams, TrainSeconds: secs, LR: ms.LR, Steps: st.Step, BestStep: st.BestStep}, nil
-}
-
-// runConfig is the finetune.Config of one method's demo run, as written to its config.json: the
-// settings runMethod trains with (the data are the sentiment fixtures, split 70/10/20).
-func runConfig(o Options, ms MethodSpec, pc peft.Config, steps, evalEvery int64) finetune.Config {
-	c := finetune.Default()
-	c.Name, c.Model, c.Task = "demo-"+ms.Name, "use", "classify"
-	c.Train = filepath.Join(fetch.Sentiment.Dir(o.CacheDir), "package", "test", "fixtures")
-	c.LabelColumn = "class"
-	c.Method, c.Rank, c.Alpha = string(ms.Method), pc.Rank, pc.Alpha
-	c.Targets, c.Dropout, c.Init = pc.Targets, pc.Dropout, string(pc.Init)
-	c.Ramp = strconv.FormatInt(pc.RampSteps, 10)
-	c.LR, c.HeadLR, c.WeightDecay, c.ClipNorm = ms.LR, o.HeadLR, 0.01, 0
-	c.Warmup, c.Schedule = strconv.FormatInt(steps/10, 10), string(optim.Linear)
-	c.Batch, c.Accum, c.Epochs, c.Steps, c.Seed = o.BatchSize, 1, float64(o.Epochs), steps, o.Seed
-	c.Streams, c.EvalEvery, c.EarlyMetric = classify.DefaultStreams, evalEvery, "accuracy"
-	return c
 }
 
 func writeAtomic(path string, b []byte) error { return safetensors.WriteFileAtomic(path, b, 0o644) }

@@ -30,23 +30,6 @@ type HeadInfo struct {
 	Model        string   `json:"model"`
 }
 
-// WriteClassifierFiles writes what LoadClassifier reads besides the weights into the run folder
-// dir: config.json (c) and head.json (h). Runs that do not go through Job.Run (the demo) use it.
-func WriteClassifierFiles(dir string, c Config, h HeadInfo) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("run %s: %w", dir, err)
-	}
-	cj, _ := json.MarshalIndent(c, "", "  ")
-	if err := writeAtomic(filepath.Join(dir, ConfigFile), append(cj, '\n')); err != nil {
-		return fmt.Errorf("run %s: %w", dir, err)
-	}
-	hj, _ := json.Marshal(h)
-	if err := writeAtomic(filepath.Join(dir, HeadFile), append(hj, '\n')); err != nil {
-		return fmt.Errorf("run %s: %w", dir, err)
-	}
-	return nil
-}
-
 // The checkpoint choices of LoadClassifierFrom besides a folder.
 const (
 	CheckpointAuto = ""     // RUN/adapter when present, else checkpoints/best, else checkpoints/last

@@ -218,7 +218,7 @@ func Prepare(c Config, dir string, backend compute.Backend, out io.Writer) (*Job
 // and, for adapter methods, RUN/adapter.
 func (j *Job) Run(ctx context.Context, resume bool) (*Summary, error) {
 	c := j.Cfg
-	lj, _ := json.Marshal(map[string]any{"labels": j.Task.Labels, "feature_scale": j.Task.FeatureScale, "model": c.Model})
+	lj, _ := json.Marshal(HeadInfo{Labels: j.Task.Labels, FeatureScale: j.Task.FeatureScale, Model: c.Model})
 	lock, err := openRunFolder(j.Dir, c, resume, j.Runner, map[string][]byte{HeadFile: append(lj, '\n')})
 	if err != nil {
 		return nil, err

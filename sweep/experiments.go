@@ -1,52 +1,23 @@
 package sweep
 
 import (
-	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 
-	"github.com/singlora/singlora/data"
 	"github.com/singlora/singlora/demo"
 	"github.com/singlora/singlora/finetune"
 )
 
 // DemoData writes the demo's seeded 70/10/20 stratified split of the 3,000 sentiment sentences as
-// train/val/test JSONL files in dir (idempotent) and returns a base config that uses them.
+// train/val/test JSONL files in dir (demo.WriteSplit) and returns a base config that uses them.
 func DemoData(cache, dir string, seed uint64) (finetune.Config, error) {
 	c := finetune.Default()
-	paths := map[string]string{}
-	for _, s := range []string{"train", "val", "test"} {
-		paths[s] = filepath.Join(dir, s+".jsonl")
-	}
-	c.Train, c.Val, c.Test = paths["train"], paths["val"], paths["test"]
-	if _, err := os.Stat(paths["test"]); err == nil {
-		return c, nil
-	}
-	ex, err := demo.Sentences(cache)
+	sp, err := demo.WriteSplit(cache, dir, seed, 0, 0)
 	if err != nil {
 		return c, err
 	}
-	parts, err := data.StratifiedSplit(ex, []float64{0.7, 0.1, 0.2}, seed)
-	if err != nil {
-		return c, err
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return c, err
-	}
-	for i, s := range []string{"train", "val", "test"} {
-		var sb strings.Builder
-		for _, e := range parts[i] {
-			js, _ := json.Marshal(map[string]string{"text": e.Text, "label": e.Label})
-			sb.Write(js)
-			sb.WriteByte('\n')
-		}
-		if err := os.WriteFile(paths[s], []byte(sb.String()), 0o644); err != nil {
-			return c, err
-		}
-	}
+	c.Train, c.Val, c.Test = sp.Train, sp.Val, sp.Test
 	return c, nil
 }
 

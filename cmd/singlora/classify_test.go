@@ -112,7 +112,12 @@ func TestClassifyDemoRun(t *testing.T) {
 			t.Fatalf("%s: classify --data: %v\n%s", m.Name, err, errOut.String())
 		}
 		t.Logf("%s: classify --data: %s", m.Name, errOut.String())
-		for _, want := range []string{"classify: weights from " + best + " (checkpoint of step", fmt.Sprintf("accuracy %.4f on %d examples", m.TestAccuracy, maxEval)} {
+		// By default: RUN/adapter (written when a run finishes, as the demo's runs do), else best.
+		auto := "classify: weights from " + best + " (checkpoint of step"
+		if m.Name == "singlora" {
+			auto = "classify: weights from " + filepath.Join(run, "adapter") + "\n"
+		}
+		for _, want := range []string{auto, fmt.Sprintf("accuracy %.4f on %d examples", m.TestAccuracy, maxEval)} {
 			if !strings.Contains(errOut.String(), want) {
 				t.Errorf("%s: classify stderr %q does not contain %q", m.Name, errOut.String(), want)
 			}

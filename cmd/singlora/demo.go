@@ -53,7 +53,7 @@ func runDemo(args []string) error {
 	fmt.Println()
 	fmt.Print(res.Table())
 	fmt.Printf("\nresults: %s\n", filepath.Join(*run, "results.json"))
-	fmt.Printf("adapters: %s\n", filepath.Join(*run, "<method>", "checkpoints", "best", "adapter"))
+	fmt.Printf("run folders (config, metrics, checkpoints, adapter): %s\n", filepath.Join(*run, "<method>"))
 	fmt.Printf("classify with one: singlora classify --run %s \"some text\"\n", filepath.Join(*run, specs[len(specs)-1].Name))
 	return nil
 }
