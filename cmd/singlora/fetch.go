@@ -20,7 +20,7 @@ singlora fetch -cache /data/singlora-cache`,
 
 func runFetch(args []string) error {
 	fs := flag.NewFlagSet("fetch", flag.ContinueOnError)
-	cache := fs.String("cache", fetch.CacheDir(), "cache folder (default $SINGLORA_CACHE, else .cache in the repository root)")
+	cache := fs.String("cache", fetch.CacheDir(), "cache folder (default $SINGLORA_CACHE, else .cache in the singlora repository holding the working directory, else ~/.cache/singlora)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

