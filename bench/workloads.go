@@ -238,7 +238,7 @@ func BertWorkload(s BertShape, method string) (Workload, error) {
 		Shape: fmt.Sprintf("B=%d L=%d hidden=%d heads=%d ffn=%d layers=%d vocab=%d r=%d streams=%d", s.Batch, s.Seq, s.Hidden, s.Heads, s.FFN, s.Layers, s.Vocab, s.Rank, Streams)}
 	w.Setup = func() (func() error, error) {
 		c := &bert.Config{ModelType: "bert", Architecture: "BertModel", VocabSize: s.Vocab, Hidden: s.Hidden, Intermediate: s.FFN,
-			Layers: s.Layers, Heads: s.Heads, MaxPositions: s.MaxPos, Types: 2, LayerNormEps: 1e-12, HiddenAct: "gelu", NumLabels: 2}
+			Layers: s.Layers, Heads: s.Heads, MaxPositions: s.MaxPos, Types: 2, LayerNormEps: 1e-12, HiddenAct: "gelu"}
 		store := model.NewStore()
 		rng := rand.New(rand.NewPCG(42, 7))
 		set := func(name string, vals []float32, shape ...int) error {

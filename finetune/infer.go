@@ -376,21 +376,3 @@ func Embeddings(task *classify.Task, backend compute.Backend, texts []string) ([
 	}
 	return out, nil
 }
-
-// MaxLength implements classify.Clipper: the tokens per text, special tokens included, that the
-// BERT encoder reads.
-func (e *bertEncoder) MaxLength() int { return e.maxLen }
-
-// TokenizeClipped implements classify.Clipper: Tokenize, also counting the texts that had more
-// than maxLen tokens (only rows of exactly maxLen tokens can have been clipped; those texts are
-// tokenised again to tell).
-func (e *bertEncoder) TokenizeClipped(texts []string) ([][]int, int) {
-	rows := e.Tokenize(texts)
-	clipped := 0
-	for i, r := range rows {
-		if len(r) == e.maxLen && len(e.tok.EncodeWithSpecial(texts[i])) > e.maxLen {
-			clipped++
-		}
-	}
-	return rows, clipped
-}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/singlora/singlora/backend"
 	"github.com/singlora/singlora/classify"
+	"github.com/singlora/singlora/models/bert"
 	"github.com/singlora/singlora/train"
 )
 
@@ -243,7 +244,7 @@ func TestLoadClassifierFrom(t *testing.T) {
 // for the tiny model, [CLS] and [SEP] included), for Task.Tokenize's warning.
 func TestBERTNotesClippedTexts(t *testing.T) {
 	words := []string{"good", "bad"}
-	enc, err := loadBERT(tinyBERT(t, words), model.NewStore(), 0)
+	enc, err := bert.LoadEncoder(tinyBERT(t, words), model.NewStore(), 0)
 	if err != nil {
 		t.Fatal(err)
 	}

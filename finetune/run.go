@@ -18,6 +18,7 @@ import (
 	"github.com/singlora/singlora/classify"
 	"github.com/singlora/singlora/data"
 	"github.com/singlora/singlora/internal/atomicfile"
+	"github.com/singlora/singlora/models/bert"
 	"github.com/singlora/singlora/models/hf"
 	"github.com/singlora/singlora/models/use"
 	"github.com/singlora/singlora/optim"
@@ -347,7 +348,7 @@ func loadEncoder(c Config) (classify.Encoder, *model.Store, string, error) {
 		return m, m.Store, use.BaseModelName, nil
 	}
 	store := model.NewStore()
-	e, err := loadBERT(c.Model, store, c.MaxLength)
+	e, err := bert.LoadEncoder(c.Model, store, c.MaxLength)
 	if err != nil {
 		return nil, nil, "", fmt.Errorf("classification needs the demo encoder (\"use\") or a BERT/RoBERTa folder: %w", err)
 	}

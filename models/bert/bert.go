@@ -1,13 +1,15 @@
-// Package bert implements BERT and RoBERTa encoders with a sequence-classification head from
-// Hugging Face checkpoints, following transformers' modeling_bert and modeling_roberta:
+// Package bert implements BERT and RoBERTa encoders from Hugging Face checkpoints, following
+// transformers' modeling_bert and modeling_roberta:
 //
 //	e = LayerNorm(word[ids] + position[pos] + token_type[types])     (dropout)
 //	per layer (post-LN):
 //	    a = LayerNorm(x + attention.output.dense(MHA(query(x), key(x), value(x))))
 //	    x = LayerNorm(a + output.dense(act(intermediate.dense(a))))
 //	pooled = tanh(pooler.dense(x[:, 0]))                               (when the checkpoint has a pooler)
-//	BERT:    logits = classifier(dropout(pooled))
-//	RoBERTa: logits = classifier.out_proj(dropout(tanh(classifier.dense(dropout(x[:, 0])))))
+//
+// Classification trains its own head (classify.Task) on the sentence features: the pooled output
+// for BERT with a pooler, else the first token's hidden state x[:, 0]. A classification head the
+// checkpoint carries (classifier.*) is not loaded.
 //
 // Positions are 0..L-1 for BERT; RoBERTa numbers real tokens from padding_idx+1 and gives
 // padding tokens position padding_idx. The attention mask masks keys only (HF's extended mask).
@@ -19,7 +21,6 @@ package bert
 import (
 	"fmt"
 	"math"
-	"math/rand/v2"
 
 	"github.com/gomlx/compute/dtypes"
 	"github.com/gomlx/compute/shapes"
@@ -29,7 +30,6 @@ import (
 
 	"github.com/singlora/singlora/models/hf"
 	"github.com/singlora/singlora/peft"
-	"github.com/singlora/singlora/train"
 )
 
 // Config is the part of config.json the model uses, plus what Load found in the checkpoint.
@@ -39,16 +39,14 @@ type Config struct {
 	LayerNormEps                                                        float64
 	HiddenAct                                                           string
 	PadTokenID                                                          int
-	HiddenDropout, AttentionDropout, ClassifierDropout                  float64
-	// NumLabels is the classifier's output size (num_labels, or the size of id2label; 2 by default).
-	NumLabels int
+	HiddenDropout, AttentionDropout                                     float64
 	// Prefix is the checkpoint's prefix of the encoder's tensors: "bert.", "roberta." or "".
 	Prefix string
-	// HasPooler, HasClassifier: the checkpoint has the pooler / the classification head.
-	HasPooler, HasClassifier bool
+	// HasPooler: the checkpoint has the pooler.
+	HasPooler bool
 }
 
-// IsRoBERTa reports whether the model uses RoBERTa's positions and classification head.
+// IsRoBERTa reports whether the model uses RoBERTa's positions.
 func (c *Config) IsRoBERTa() bool { return c.ModelType == "roberta" }
 
 // ModelTypes and Architectures are the config values this package loads.
@@ -58,7 +56,7 @@ var (
 		"RobertaModel", "RobertaForSequenceClassification", "RobertaForMaskedLM"}
 )
 
-// LoadConfig reads and checks dir/config.json. Prefix and the Has* fields are guesses from the
+// LoadConfig reads and checks dir/config.json. Prefix and HasPooler are guesses from the
 // architecture until Load reads the checkpoint.
 func LoadConfig(dir string) (*Config, error) {
 	rc, err := hf.ReadConfig(dir)
@@ -115,31 +113,15 @@ func LoadConfig(dir string) (*Config, error) {
 	if c.AttentionDropout, err = rc.Float("attention_probs_dropout_prob", 0.1); err != nil {
 		return nil, err
 	}
-	if c.ClassifierDropout, err = rc.Float("classifier_dropout", c.HiddenDropout); err != nil {
-		return nil, err
-	}
-	var id2label map[string]any
-	if _, err := rc.Decode("id2label", &id2label); err != nil {
-		return nil, err
-	}
-	def := 2
-	if len(id2label) > 0 {
-		def = len(id2label)
-	}
-	if c.NumLabels, err = rc.Int("num_labels", def); err != nil {
-		return nil, err
-	}
 	if c.IsRoBERTa() && c.MaxPositions < 3 {
 		return nil, fmt.Errorf("%s: max_position_embeddings %d too small for RoBERTa's offset positions", dir, c.MaxPositions)
 	}
 	c.Prefix = c.ModelType + "."
 	c.HasPooler = !c.IsRoBERTa()
-	c.HasClassifier = c.Architecture == "BertForSequenceClassification" || c.Architecture == "RobertaForSequenceClassification"
 	return c, nil
 }
 
-// Linears lists the encoder's linear layers (and the pooler's, when present). The classifier is
-// not one: train it as a module to save ("classifier").
+// Linears lists the encoder's linear layers (and the pooler's, when present).
 func Linears(c *Config) []peft.LinearSpec {
 	var out []peft.LinearSpec
 	add := func(path string, in, o int) {
@@ -160,9 +142,8 @@ func Linears(c *Config) []peft.LinearSpec {
 	return out
 }
 
-// Load reads the checkpoint in dir into store and returns its configuration, with Prefix,
-// HasPooler and HasClassifier set from the tensors present. A checkpoint without a classifier
-// gets none: call InitClassifier before training one.
+// Load reads the encoder (and pooler) of the checkpoint in dir into store and returns its
+// configuration, with Prefix and HasPooler set from the tensors present.
 func Load(dir string, store *model.Store) (*Config, error) {
 	c, err := LoadConfig(dir)
 	if err != nil {
@@ -176,11 +157,6 @@ func Load(dir string, store *model.Store) (*Config, error) {
 		return nil, err
 	}
 	c.HasPooler = w.Has(c.Prefix + "pooler.dense.weight")
-	if c.IsRoBERTa() {
-		c.HasClassifier = w.Has("classifier.out_proj.weight")
-	} else {
-		c.HasClassifier = w.Has("classifier.weight")
-	}
 	e := c.Prefix + "embeddings."
 	for _, t := range []struct {
 		name string
@@ -208,56 +184,7 @@ func Load(dir string, store *model.Store) (*Config, error) {
 			return nil, err
 		}
 	}
-	if c.HasClassifier {
-		for _, s := range classifierSpecs(c) {
-			if err := w.LoadLinear(store, s); err != nil {
-				return nil, err
-			}
-		}
-	}
 	return c, nil
-}
-
-func classifierSpecs(c *Config) []peft.LinearSpec {
-	if c.IsRoBERTa() {
-		return []peft.LinearSpec{
-			{Path: "classifier.dense", In: c.Hidden, Out: c.Hidden, Bias: true},
-			{Path: "classifier.out_proj", In: c.Hidden, Out: c.NumLabels, Bias: true},
-		}
-	}
-	return []peft.LinearSpec{{Path: "classifier", In: c.Hidden, Out: c.NumLabels, Bias: true}}
-}
-
-// InitClassifier creates a fresh classification head with numLabels outputs as HF initialises it
-// (weights ~ N(0, 0.02²), biases 0), replacing any loaded one, and sets c.NumLabels.
-func InitClassifier(c *Config, store *model.Store, numLabels int, seed uint64) error {
-	if numLabels < 1 {
-		return fmt.Errorf("bert: %d labels", numLabels)
-	}
-	c.NumLabels = numLabels
-	rng := rand.New(rand.NewPCG(seed, 0xc1a5))
-	for _, s := range classifierSpecs(c) {
-		w := make([]float32, s.In*s.Out)
-		for i := range w {
-			w[i] = float32(0.02 * rng.NormFloat64())
-		}
-		if v := store.GetVariable(hf.VariablePath(s.Path + ".weight")); v != nil && v.Shape().Dim(0) != s.Out {
-			if err := store.DeleteVariable(v.Path()); err != nil {
-				return err
-			}
-			if err := store.DeleteVariable(hf.VariablePath(s.Path + ".bias")); err != nil {
-				return err
-			}
-		}
-		if err := hf.SetVariable(store, s.Path+".weight", w, s.Out, s.In); err != nil {
-			return err
-		}
-		if err := hf.SetVariable(store, s.Path+".bias", make([]float32, s.Out), s.Out); err != nil {
-			return err
-		}
-	}
-	c.HasClassifier = true
-	return nil
 }
 
 // Encode returns the last hidden states [B, L, hidden] for ids [B, L] (int), typeIDs [B, L] (int;
@@ -340,32 +267,4 @@ func encoderLayer(c *Config, inj *peft.Injection, s *model.Scope, x, bias *Node)
 func Pooled(c *Config, inj *peft.Injection, scope *model.Scope, hidden *Node) *Node {
 	cls := Squeeze(Slice(hidden, AxisRange(), AxisRange(0, 1)), 1)
 	return Tanh(peft.Linear(inj, scopeOf(scope, c.Prefix).At("pooler").At("dense"), cls))
-}
-
-// ClassifierLogits returns the sequence-classification logits [B, NumLabels] (see Encode for the
-// inputs).
-func ClassifierLogits(c *Config, inj *peft.Injection, scope *model.Scope, ids, typeIDs, mask *Node) *Node {
-	h := Encode(c, inj, scope, ids, typeIDs, mask)
-	head := scope.At("classifier")
-	if c.IsRoBERTa() {
-		x := Squeeze(Slice(h, AxisRange(), AxisRange(0, 1)), 1)
-		x = dropout(head, x, c.ClassifierDropout)
-		x = Tanh(peft.Linear(inj, head.At("dense"), x))
-		x = dropout(head.At("out_proj"), x, c.ClassifierDropout)
-		return peft.Linear(inj, head.At("out_proj"), x)
-	}
-	if !c.HasPooler {
-		panic("bert: BertForSequenceClassification needs the pooler, which the checkpoint lacks")
-	}
-	x := dropout(head, Pooled(c, inj, scope, h), c.ClassifierDropout)
-	return peft.Linear(inj, head, x)
-}
-
-// ClassifierLossFn returns the mean cross-entropy of the classifier over inputs ids [B, L],
-// typeIDs [B, L], mask [B, L] and labels [B] (int).
-func ClassifierLossFn(c *Config, inj *peft.Injection) train.LossFn {
-	return func(scope *model.Scope, in []*Node) *Node {
-		logits := ClassifierLogits(c, inj, scope, in[0], in[1], in[2])
-		return hf.MaskedCrossEntropy(logits, in[3], OnesLike(ConvertDType(in[3], dtypes.Float32)))
-	}
 }

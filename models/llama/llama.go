@@ -333,8 +333,7 @@ func CachedLogits(c *Config, inj *peft.Injection, scope *model.Scope, ids, start
 	l := ids.Shape().Dim(1)
 	maxLen := caches[0].Shape().Dim(2)
 	start = ConvertDType(start, dtypes.Int32)
-	pos := AddScalar(Iota(g, shapes.Make(dtypes.Int32, l), 0), 0)
-	pos = Add(pos, start)
+	pos := Add(Iota(g, shapes.Make(dtypes.Int32, l), 0), start)
 	kj := Iota(g, shapes.Make(dtypes.Int32, l, maxLen), 1)
 	allowed := LessOrEqual(kj, ExpandAxes(pos, -1)) // [L, max]
 	bias := ExpandLeftToRank(Where(allowed, ScalarZero(g, dtypes.Float32), Scalar(g, dtypes.Float32, maskValue)), 4)
