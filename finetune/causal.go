@@ -21,6 +21,7 @@ import (
 	"github.com/singlora/singlora/models/hf"
 	"github.com/singlora/singlora/models/hf/hftok"
 	"github.com/singlora/singlora/models/llama"
+	"github.com/singlora/singlora/models/lm"
 	"github.com/singlora/singlora/peft"
 	"github.com/singlora/singlora/train"
 )
@@ -88,7 +89,7 @@ func (d *causalData) Batch(idx []int) ([]*tensors.Tensor, error) {
 	for i, j := range idx {
 		ps[i], cs[i] = d.prompts[j], d.completions[j]
 	}
-	ids, tg, mask, err := hf.CausalBatch(ps, cs, d.length(idx), d.pad)
+	ids, tg, mask, err := lm.CausalBatch(ps, cs, d.length(idx), d.pad)
 	if err != nil {
 		return nil, err
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/singlora/singlora/models/hf"
 	"github.com/singlora/singlora/models/hf/hftok"
 	"github.com/singlora/singlora/models/llama"
+	"github.com/singlora/singlora/models/lm"
 	"github.com/singlora/singlora/peft"
 )
 
@@ -31,7 +32,7 @@ singlora generate --model ./tiny-llama --adapter ./adapter --prompt "Q: 2+2?" --
 
 // generator is what llama.Generator and gpt2.Generator share.
 type generator interface {
-	Generate(prompt []int, maxNew int, opts hf.SampleOptions, stop int) ([]int, error)
+	Generate(prompt []int, maxNew int, opts lm.SampleOptions, stop int) ([]int, error)
 }
 
 func runGenerate(args []string) error {
@@ -131,7 +132,7 @@ func runGenerate(args []string) error {
 	if err != nil {
 		return err
 	}
-	out, err := gen.Generate(ids, *maxNew, hf.SampleOptions{Temperature: *temp, TopK: *topK, Seed: *seed}, eos)
+	out, err := gen.Generate(ids, *maxNew, lm.SampleOptions{Temperature: *temp, TopK: *topK, Seed: *seed}, eos)
 	if err != nil {
 		return err
 	}

@@ -12,9 +12,9 @@ import (
 	"github.com/gomlx/gomlx/ml/model"
 
 	"github.com/singlora/singlora/backend"
-	"github.com/singlora/singlora/models/hf"
 	"github.com/singlora/singlora/models/hf/hftest"
 	"github.com/singlora/singlora/models/llama"
+	"github.com/singlora/singlora/models/lm"
 )
 
 // tinyLlamaDir writes a random 1-layer Llama checkpoint (tied embeddings) and returns its folder.
@@ -76,7 +76,7 @@ func TestGenerateCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, err := gen.Generate([]int{1, 4, 7}, 6, hf.SampleOptions{}, c.EOS)
+	want, err := gen.Generate([]int{1, 4, 7}, 6, lm.SampleOptions{}, c.EOS)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,6 +29,7 @@ import (
 	"github.com/gomlx/gomlx/ml/model"
 
 	"github.com/singlora/singlora/models/hf"
+	"github.com/singlora/singlora/models/nn"
 	"github.com/singlora/singlora/peft"
 )
 
@@ -208,14 +209,14 @@ func Encode(c *Config, inj *peft.Injection, scope *model.Scope, ids, typeIDs, ma
 		typeIDs = Zeros(g, shapes.Make(dtypes.Int32, b, l))
 	}
 	lookup := func(name string, idx *Node) *Node {
-		return Gather(hf.Param(emb.At("%s", name), "weight", g), ExpandAxes(ConvertDType(idx, dtypes.Int32), -1))
+		return Gather(nn.Param(emb.At("%s", name), "weight", g), ExpandAxes(ConvertDType(idx, dtypes.Int32), -1))
 	}
 	x := Add(Add(lookup("word_embeddings", ids), lookup("position_embeddings", pos)), lookup("token_type_embeddings", typeIDs))
-	x = dropout(emb, hf.LayerNorm(emb.At("LayerNorm"), x, c.LayerNormEps), c.HiddenDropout)
+	x = dropout(emb, nn.LayerNorm(emb.At("LayerNorm"), x, c.LayerNormEps), c.HiddenDropout)
 	// Extended attention mask: (1 - mask)·(large negative) on keys only, [B, 1, 1, L].
 	var bias *Node
 	if mask != nil {
-		bias = Reshape(MulScalar(OneMinus(ConvertDType(mask, dtypes.Float32)), -1e30), b, 1, 1, l)
+		bias = Reshape(MulScalar(OneMinus(ConvertDType(mask, dtypes.Float32)), nn.MaskValue), b, 1, 1, l)
 	}
 	for i := 0; i < c.Layers; i++ {
 		x = encoderLayer(c, inj, base.At("encoder").At("layer").At("%d", i), x, bias)
@@ -248,19 +249,19 @@ func encoderLayer(c *Config, inj *peft.Injection, s *model.Scope, x, bias *Node)
 	v := heads(peft.Linear(inj, self.At("value"), x))
 	q = MulScalar(q, 1/math.Sqrt(float64(hd))) // scaling q: half the elements of the scores
 	if bias != nil {
-		// The key bias inside the score product (see hf.WithKeyBias).
-		q, k = hf.WithKeyBias(q, k, Reshape(bias, b, l))
+		// The key bias inside the score product (see nn.WithKeyBias).
+		q, k = nn.WithKeyBias(q, k, Reshape(bias, b, l))
 	}
-	scores := hf.MatmulT(q, k)
+	scores := nn.MatmulT(q, k)
 	p := dropout(self, Softmax(scores, -1), c.AttentionDropout)
-	o := Reshape(TransposeAllDims(hf.Matmul(p, v), 0, 2, 1, 3), b, l, c.Hidden)
+	o := Reshape(TransposeAllDims(nn.Matmul(p, v), 0, 2, 1, 3), b, l, c.Hidden)
 	ao := s.At("attention").At("output")
 	o = dropout(ao, peft.Linear(inj, ao.At("dense"), o), c.HiddenDropout)
-	a := hf.LayerNorm(ao.At("LayerNorm"), Add(o, x), c.LayerNormEps)
-	f := hf.Activation(c.HiddenAct, peft.Linear(inj, s.At("intermediate").At("dense"), a))
+	a := nn.LayerNorm(ao.At("LayerNorm"), Add(o, x), c.LayerNormEps)
+	f := nn.Activation(c.HiddenAct, peft.Linear(inj, s.At("intermediate").At("dense"), a))
 	out := s.At("output")
 	f = dropout(out, peft.Linear(inj, out.At("dense"), f), c.HiddenDropout)
-	return hf.LayerNorm(out.At("LayerNorm"), Add(f, a), c.LayerNormEps)
+	return nn.LayerNorm(out.At("LayerNorm"), Add(f, a), c.LayerNormEps)
 }
 
 // Pooled is the pooler output tanh(pooler.dense(hidden[:, 0])) [B, hidden].

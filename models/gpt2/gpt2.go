@@ -25,6 +25,8 @@ import (
 	"github.com/gomlx/gomlx/ml/model"
 
 	"github.com/singlora/singlora/models/hf"
+	"github.com/singlora/singlora/models/lm"
+	"github.com/singlora/singlora/models/nn"
 	"github.com/singlora/singlora/peft"
 	"github.com/singlora/singlora/train"
 )
@@ -77,7 +79,7 @@ func LoadConfig(dir string) (*Config, error) {
 	if c.LayerNormEps, err = rc.Float("layer_norm_epsilon", 1e-5); err != nil {
 		return nil, err
 	}
-	if c.Activation, err = rc.OneOf("activation_function", "gelu_new", hf.Activations...); err != nil {
+	if c.Activation, err = rc.OneOf("activation_function", "gelu_new", nn.Activations...); err != nil {
 		return nil, err
 	}
 	if c.ScaleAttn, err = rc.Bool("scale_attn_weights", true); err != nil {
@@ -192,8 +194,8 @@ func Hidden(c *Config, inj *peft.Injection, scope *model.Scope, ids, mask *Node)
 	if c.Prefix != "" {
 		base = scope.At("transformer")
 	}
-	wte := hf.Param(base.At("wte"), "weight", g)
-	wpe := Slice(hf.Param(base.At("wpe"), "weight", g), AxisRange(0, l))
+	wte := nn.Param(base.At("wte"), "weight", g)
+	wpe := Slice(nn.Param(base.At("wpe"), "weight", g), AxisRange(0, l))
 	h := Add(Gather(wte, ExpandAxes(ConvertDType(ids, dtypes.Int32), -1)), ExpandAxes(wpe, 0))
 	h = dropout(base, h, c.EmbdDropout)
 	qi := Iota(g, shapes.Make(dtypes.Int32, l, l), 0)
@@ -203,11 +205,11 @@ func Hidden(c *Config, inj *peft.Injection, scope *model.Scope, ids, mask *Node)
 		real := NotEqual(ConvertDType(mask, dtypes.Float32), ScalarZero(g, dtypes.Float32))
 		allowed = LogicalAnd(allowed, Reshape(real, b, 1, 1, l))
 	}
-	bias := Where(allowed, ScalarZero(g, dtypes.Float32), Scalar(g, dtypes.Float32, -1e30))
+	bias := Where(allowed, ScalarZero(g, dtypes.Float32), Scalar(g, dtypes.Float32, nn.MaskValue))
 	hd := c.Hidden / c.Heads
 	for i := 0; i < c.Layers; i++ {
 		s := base.At("h").At("%d", i)
-		a := hf.LayerNorm(s.At("ln_1"), h, c.LayerNormEps)
+		a := nn.LayerNorm(s.At("ln_1"), h, c.LayerNormEps)
 		attn := s.At("attn")
 		qkv := peft.Linear(inj, attn.At("c_attn"), a) // [B, L, 3D]: q, k, v
 		split := func(j int) *Node {
@@ -222,12 +224,12 @@ func Hidden(c *Config, inj *peft.Injection, scope *model.Scope, ids, mask *Node)
 		p := dropout(attn, Softmax(Add(scores, bias), -1), c.AttnDropout)
 		o := Reshape(TransposeAllDims(Einsum("bhqk,bhkd->bhqd", p, v), 0, 2, 1, 3), b, l, c.Hidden)
 		h = Add(h, dropout(attn.At("c_proj"), peft.Linear(inj, attn.At("c_proj"), o), c.ResidDropout))
-		m := hf.LayerNorm(s.At("ln_2"), h, c.LayerNormEps)
+		m := nn.LayerNorm(s.At("ln_2"), h, c.LayerNormEps)
 		mlp := s.At("mlp")
-		f := hf.Activation(c.Activation, peft.Linear(inj, mlp.At("c_fc"), m))
+		f := nn.Activation(c.Activation, peft.Linear(inj, mlp.At("c_fc"), m))
 		h = Add(h, dropout(mlp.At("c_proj"), peft.Linear(inj, mlp.At("c_proj"), f), c.ResidDropout))
 	}
-	return hf.LayerNorm(base.At("ln_f"), h, c.LayerNormEps)
+	return nn.LayerNorm(base.At("ln_f"), h, c.LayerNormEps)
 }
 
 // Logits returns the LM logits [B, L, vocab] (head tied to wte).
@@ -237,21 +239,21 @@ func Logits(c *Config, inj *peft.Injection, scope *model.Scope, ids, mask *Node)
 	if c.Prefix != "" {
 		base = scope.At("transformer")
 	}
-	wte := hf.Param(base.At("wte"), "weight", h.Graph())
+	wte := nn.Param(base.At("wte"), "weight", h.Graph())
 	return Dot(h, wte).General([]int{2}, nil, []int{1}, nil)
 }
 
 // LossFn is the causal-LM loss over ids, targets and a loss mask (and optionally an attention
-// mask), as llama.LossFn; see hf.CausalBatch.
+// mask), as llama.LossFn; see lm.CausalBatch.
 func LossFn(c *Config, inj *peft.Injection) train.LossFn {
 	return StreamedLossFn(c, inj, 1)
 }
 
 // StreamedLossFn is LossFn with the batch split into streams independent chains of ops
-// (hf.CausalLoss): the same loss, overlapped better on the pure-Go backend's cores.
+// (nn.CausalLoss): the same loss, overlapped better on the pure-Go backend's cores.
 func StreamedLossFn(c *Config, inj *peft.Injection, streams int) train.LossFn {
 	return func(scope *model.Scope, in []*Node) *Node {
-		return hf.CausalLoss(streams, in, func(ids, mask *Node) *Node { return Logits(c, inj, scope, ids, mask) })
+		return nn.CausalLoss(streams, in, func(ids, mask *Node) *Node { return Logits(c, inj, scope, ids, mask) })
 	}
 }
 
@@ -279,15 +281,15 @@ func NewGenerator(backend compute.Backend, store *model.Store, c *Config, inj *p
 }
 
 // Generate continues prompt with up to maxNew tokens, stopping after stop (if ≥ 0).
-func (g *Generator) Generate(prompt []int, maxNew int, opts hf.SampleOptions, stop int) ([]int, error) {
+func (g *Generator) Generate(prompt []int, maxNew int, opts lm.SampleOptions, stop int) ([]int, error) {
 	if len(prompt) == 0 || len(prompt)+maxNew > g.MaxLen {
 		return nil, fmt.Errorf("generate: prompt of %d tokens + %d new must be in [1, %d]", len(prompt), maxNew, g.MaxLen)
 	}
-	if err := hf.CheckRange(prompt, g.Config.VocabSize); err != nil {
+	if err := lm.CheckRange(prompt, g.Config.VocabSize); err != nil {
 		return nil, fmt.Errorf("generate: %w", err)
 	}
 	seq := append([]int(nil), prompt...)
-	sampler := hf.NewSampler(opts)
+	sampler := lm.NewSampler(opts)
 	v := g.Config.VocabSize
 	for len(seq) < len(prompt)+maxNew {
 		ids := make([]int32, g.MaxLen)

@@ -12,8 +12,8 @@ import (
 	"github.com/gomlx/gomlx/ml/model"
 
 	"github.com/singlora/singlora/backend"
-	"github.com/singlora/singlora/models/hf"
 	"github.com/singlora/singlora/models/hf/hftest"
+	"github.com/singlora/singlora/models/lm"
 )
 
 const tD, tHeads, tLayers, tVocab, tPos, tInner = 48, 4, 2, 57, 32, 80
@@ -156,7 +156,7 @@ func TestMatchesReference(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := gen.Generate([]int{0, 5, 19}, 6, hf.SampleOptions{}, -1)
+			got, err := gen.Generate([]int{0, 5, 19}, 6, lm.SampleOptions{}, -1)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -6,7 +6,7 @@ import (
 	"github.com/gomlx/gomlx/core/tensors"
 	"github.com/gomlx/gomlx/ml/model"
 
-	"github.com/singlora/singlora/models/hf"
+	"github.com/singlora/singlora/models/lm"
 	"github.com/singlora/singlora/optim"
 	"github.com/singlora/singlora/peft"
 	"github.com/singlora/singlora/train"
@@ -35,7 +35,7 @@ func TestSingLoRATrainsConv1D(t *testing.T) {
 		t.Fatal(err)
 	}
 	prompts, completions := [][]int{{0, 3, 4}, {0, 9}}, [][]int{{40, 41, 42}, {43, 44, 45, 46}}
-	ids, targets, mask, err := hf.CausalBatch(prompts, completions, 8, 0)
+	ids, targets, mask, err := lm.CausalBatch(prompts, completions, 8, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +66,7 @@ func TestSingLoRATrainsConv1D(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, p := range prompts {
-		got, err := gen.Generate(p, len(completions[i]), hf.SampleOptions{}, -1)
+		got, err := gen.Generate(p, len(completions[i]), lm.SampleOptions{}, -1)
 		if err != nil {
 			t.Fatal(err)
 		}

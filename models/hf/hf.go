@@ -10,6 +10,9 @@
 // A tensor named "a.b.0.c.weight" in the checkpoint becomes the variable "weight" in scope
 // "/a/b/0/c" (peft.ModuleScope of the module path "a.b.0.c"), so that adapters address linear
 // layers by their checkpoint module names, as PEFT does.
+//
+// The package only reads checkpoints: the graph building blocks the models share are in
+// models/nn, the causal-LM batching and sampling in models/lm.
 package hf
 
 import (

@@ -12,6 +12,7 @@ import (
 
 	"github.com/singlora/singlora/adapterio"
 	"github.com/singlora/singlora/models/hf"
+	"github.com/singlora/singlora/models/lm"
 	"github.com/singlora/singlora/optim"
 	"github.com/singlora/singlora/peft"
 	"github.com/singlora/singlora/train"
@@ -35,7 +36,7 @@ func TestSingLoRAFineTuneGenerates(t *testing.T) {
 	prompts := [][]int{{1, 5, 6}, {1, 7, 8, 9}, {1, 10}, {1, 11, 5, 12}}
 	completions := [][]int{{20, 21, 22, 2}, {23, 24, 2}, {25, 26, 27, 28, 2}, {29, 21, 30, 2}}
 	const length = 10
-	ids, targets, mask, err := hf.CausalBatch(prompts, completions, length, 0)
+	ids, targets, mask, err := lm.CausalBatch(prompts, completions, length, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +86,7 @@ func TestSingLoRAFineTuneGenerates(t *testing.T) {
 		}
 		var out [][]int
 		for _, p := range prompts {
-			toks, err := gen.Generate(p, 8, hf.SampleOptions{}, 2)
+			toks, err := gen.Generate(p, 8, lm.SampleOptions{}, 2)
 			if err != nil {
 				t.Fatal(err)
 			}

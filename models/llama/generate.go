@@ -10,7 +10,7 @@ import (
 	"github.com/gomlx/gomlx/core/tensors"
 	"github.com/gomlx/gomlx/ml/model"
 
-	"github.com/singlora/singlora/models/hf"
+	"github.com/singlora/singlora/models/lm"
 	"github.com/singlora/singlora/peft"
 )
 
@@ -42,12 +42,12 @@ func NewGenerator(backend compute.Backend, store *model.Store, c *Config, inj *p
 
 // Generate continues prompt with up to maxNew tokens (stopping after stop, if ≥ 0), returning the
 // new tokens. The prompt plus the new tokens must fit in MaxLen.
-func (g *Generator) Generate(prompt []int, maxNew int, opts hf.SampleOptions, stop int) ([]int, error) {
+func (g *Generator) Generate(prompt []int, maxNew int, opts lm.SampleOptions, stop int) ([]int, error) {
 	c := g.Config
 	if len(prompt) == 0 {
 		return nil, fmt.Errorf("generate: empty prompt")
 	}
-	if err := hf.CheckRange(prompt, c.VocabSize); err != nil {
+	if err := lm.CheckRange(prompt, c.VocabSize); err != nil {
 		return nil, fmt.Errorf("generate: %w", err)
 	}
 	if len(prompt)+maxNew > g.MaxLen {
@@ -61,7 +61,7 @@ func (g *Generator) Generate(prompt []int, maxNew int, opts hf.SampleOptions, st
 	for i, t := range prompt {
 		ids[i] = int32(t)
 	}
-	sampler := hf.NewSampler(opts)
+	sampler := lm.NewSampler(opts)
 	var out []int
 	pos := 0
 	for len(out) < maxNew {

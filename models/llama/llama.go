@@ -26,13 +26,10 @@ import (
 	. "github.com/gomlx/gomlx/support/exceptions" //nolint:revive
 
 	"github.com/singlora/singlora/models/hf"
+	"github.com/singlora/singlora/models/nn"
 	"github.com/singlora/singlora/peft"
 	"github.com/singlora/singlora/train"
 )
-
-// maskValue is the additive attention bias at disallowed keys (HF uses finfo.min; a fully masked
-// row then gets uniform weights instead of NaN).
-const maskValue = -1e30
 
 // Config is the part of config.json the model uses.
 type Config struct {
@@ -214,35 +211,35 @@ func Hidden(c *Config, inj *peft.Injection, scope *model.Scope, ids, mask *Node)
 	g := ids.Graph()
 	l := ids.Shape().Dim(1)
 	pos := Iota(g, shapes.Make(dtypes.Int32, l), 0)
-	// Causal bias [1, 1, L, L]: 0 where key j ≤ query i, maskValue elsewhere. Padding keys get
-	// keyBias [B, L] (maskValue at padding), added inside the score product (see layer).
+	// Causal bias [1, 1, L, L]: 0 where key j ≤ query i, nn.MaskValue elsewhere. Padding keys get
+	// keyBias [B, L] (nn.MaskValue at padding), added inside the score product (see layer).
 	qi := Iota(g, shapes.Make(dtypes.Int32, l, l), 0)
 	kj := Iota(g, shapes.Make(dtypes.Int32, l, l), 1)
 	allowed := ExpandLeftToRank(LessOrEqual(kj, qi), 4) // [1,1,L,L]
-	bias := Where(allowed, ScalarZero(g, dtypes.Float32), Scalar(g, dtypes.Float32, maskValue))
+	bias := Where(allowed, ScalarZero(g, dtypes.Float32), Scalar(g, dtypes.Float32, nn.MaskValue))
 	var keyBias *Node
 	if mask != nil {
 		real := NotEqual(ConvertDType(mask, dtypes.Float32), ScalarZero(g, dtypes.Float32)) // [B, L]
-		keyBias = Where(real, ZerosLike(ConvertDType(mask, dtypes.Float32)), Scalar(g, dtypes.Float32, maskValue))
+		keyBias = Where(real, ZerosLike(ConvertDType(mask, dtypes.Float32)), Scalar(g, dtypes.Float32, nn.MaskValue))
 	}
 	h := embed(scope, ids)
 	for i := 0; i < c.Layers; i++ {
 		h, _, _ = layer(c, inj, scope.At("model").At("layers").At("%d", i), h, pos, bias, keyBias, nil, nil, nil)
 	}
-	return hf.RMSNorm(scope.At("model").At("norm"), h, c.RMSNormEps)
+	return nn.RMSNorm(scope.At("model").At("norm"), h, c.RMSNormEps)
 }
 
 func embed(scope *model.Scope, ids *Node) *Node {
-	table := hf.Param(scope.At("model").At("embed_tokens"), "weight", ids.Graph())
+	table := nn.Param(scope.At("model").At("embed_tokens"), "weight", ids.Graph())
 	return Gather(table, ExpandAxes(ConvertDType(ids, dtypes.Int32), -1))
 }
 
 func lmHead(c *Config, scope *model.Scope, h *Node) *Node {
 	var w *Node
 	if c.TieEmbeddings {
-		w = hf.Param(scope.At("model").At("embed_tokens"), "weight", h.Graph())
+		w = nn.Param(scope.At("model").At("embed_tokens"), "weight", h.Graph())
 	} else {
-		w = hf.Param(scope.At("lm_head"), "weight", h.Graph())
+		w = nn.Param(scope.At("lm_head"), "weight", h.Graph())
 	}
 	return Dot(h, w).General([]int{h.Rank() - 1}, nil, []int{1}, nil)
 }
@@ -280,10 +277,10 @@ func rope(c *Config, x, pos *Node) *Node {
 // start and attention runs over the whole cache under bias. It returns h and the updated caches.
 //
 // keyBias [B, Lk] (nil: none) is added to every query's score of key j, inside the score product
-// (hf.WithKeyBias).
+// (nn.WithKeyBias).
 func layer(c *Config, inj *peft.Injection, s *model.Scope, h, pos, bias, keyBias, kCache, vCache, start *Node) (*Node, *Node, *Node) {
 	b, l := h.Shape().Dim(0), h.Shape().Dim(1)
-	n := hf.RMSNorm(s.At("input_layernorm"), h, c.RMSNormEps)
+	n := nn.RMSNorm(s.At("input_layernorm"), h, c.RMSNormEps)
 	att := s.At("self_attn")
 	heads := func(t *Node, nh int) *Node { // [B, L, nh·hd] → [B, nh, L, hd]
 		return TransposeAllDims(Reshape(t, b, l, nh, c.HeadDim), 0, 2, 1, 3)
@@ -306,14 +303,14 @@ func layer(c *Config, inj *peft.Injection, s *model.Scope, h, pos, bias, keyBias
 	lk := k.Shape().Dim(2)
 	q = Reshape(MulScalar(q, 1/math.Sqrt(float64(c.HeadDim))), b, c.KVHeads, grp*l, c.HeadDim)
 	if keyBias != nil {
-		q, k = hf.WithKeyBias(q, k, keyBias)
+		q, k = nn.WithKeyBias(q, k, keyBias)
 	}
-	scores := Reshape(hf.GroupedMatmulT(q, k, grp), b, c.Heads, l, lk)
+	scores := Reshape(nn.GroupedMatmulT(q, k, grp), b, c.Heads, l, lk)
 	w := Reshape(Softmax(Add(scores, bias), -1), b, c.KVHeads, grp*l, lk)
-	o := Reshape(hf.GroupedMatmul(w, v, grp), b, c.Heads, l, c.HeadDim)
+	o := Reshape(nn.GroupedMatmul(w, v, grp), b, c.Heads, l, c.HeadDim)
 	o = Reshape(TransposeAllDims(o, 0, 2, 1, 3), b, l, c.Heads*c.HeadDim)
 	h = Add(h, peft.Linear(inj, att.At("o_proj"), o))
-	n = hf.RMSNorm(s.At("post_attention_layernorm"), h, c.RMSNormEps)
+	n = nn.RMSNorm(s.At("post_attention_layernorm"), h, c.RMSNormEps)
 	mlp := s.At("mlp")
 	gate := peft.Linear(inj, mlp.At("gate_proj"), n)
 	up := peft.Linear(inj, mlp.At("up_proj"), n)
@@ -336,7 +333,7 @@ func CachedLogits(c *Config, inj *peft.Injection, scope *model.Scope, ids, start
 	pos := Add(Iota(g, shapes.Make(dtypes.Int32, l), 0), start)
 	kj := Iota(g, shapes.Make(dtypes.Int32, l, maxLen), 1)
 	allowed := LessOrEqual(kj, ExpandAxes(pos, -1)) // [L, max]
-	bias := ExpandLeftToRank(Where(allowed, ScalarZero(g, dtypes.Float32), Scalar(g, dtypes.Float32, maskValue)), 4)
+	bias := ExpandLeftToRank(Where(allowed, ScalarZero(g, dtypes.Float32), Scalar(g, dtypes.Float32, nn.MaskValue)), 4)
 	h := embed(scope, ids)
 	out := make([]*Node, 1, 1+len(caches))
 	for i := 0; i < c.Layers; i++ {
@@ -344,23 +341,23 @@ func CachedLogits(c *Config, inj *peft.Injection, scope *model.Scope, ids, start
 		h, kc, vc = layer(c, inj, scope.At("model").At("layers").At("%d", i), h, pos, bias, nil, caches[2*i], caches[2*i+1], start)
 		out = append(out, kc, vc)
 	}
-	h = hf.RMSNorm(scope.At("model").At("norm"), h, c.RMSNormEps)
+	h = nn.RMSNorm(scope.At("model").At("norm"), h, c.RMSNormEps)
 	out[0] = lmHead(c, scope, h)
 	return out
 }
 
 // LossFn returns the causal-LM loss over inputs ids [B, L] (int32), targets [B, L] (int32: the
 // token each position must predict) and lossMask [B, L] (float32: 1 where the loss counts, e.g.
-// completion tokens; see hf.CausalBatch): the mean cross-entropy over masked positions. An
+// completion tokens; see lm.CausalBatch): the mean cross-entropy over masked positions. An
 // optional fourth input is the attention mask [B, L].
 func LossFn(c *Config, inj *peft.Injection) train.LossFn {
 	return StreamedLossFn(c, inj, 1)
 }
 
 // StreamedLossFn is LossFn with the batch split into streams independent chains of ops
-// (hf.CausalLoss): the same loss, overlapped better on the pure-Go backend's cores.
+// (nn.CausalLoss): the same loss, overlapped better on the pure-Go backend's cores.
 func StreamedLossFn(c *Config, inj *peft.Injection, streams int) train.LossFn {
 	return func(scope *model.Scope, in []*Node) *Node {
-		return hf.CausalLoss(streams, in, func(ids, mask *Node) *Node { return Logits(c, inj, scope, ids, mask) })
+		return nn.CausalLoss(streams, in, func(ids, mask *Node) *Node { return Logits(c, inj, scope, ids, mask) })
 	}
 }

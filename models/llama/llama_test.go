@@ -14,8 +14,8 @@ import (
 	"github.com/gomlx/gomlx/ml/model"
 
 	"github.com/singlora/singlora/backend"
-	"github.com/singlora/singlora/models/hf"
 	"github.com/singlora/singlora/models/hf/hftest"
+	"github.com/singlora/singlora/models/lm"
 )
 
 // tinyConfig is a small Llama config with non-square projections: hidden 48, intermediate 80,
@@ -315,7 +315,7 @@ func TestGenerationCacheMatchesRecomputation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cached, err := gen.Generate(prompt, n, hf.SampleOptions{}, -1)
+	cached, err := gen.Generate(prompt, n, lm.SampleOptions{}, -1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -341,15 +341,15 @@ func TestGenerationCacheMatchesRecomputation(t *testing.T) {
 	// Also against the GoMLX uncached forward.
 	full := runLogits(t, c, store, [][]int{seq[:len(seq)-1]}, nil)
 	for i := len(prompt) - 1; i < len(seq)-1; i++ {
-		if got := hf.Argmax(full[i*c.VocabSize : (i+1)*c.VocabSize]); got != seq[i+1] {
+		if got := lm.Argmax(full[i*c.VocabSize : (i+1)*c.VocabSize]); got != seq[i+1] {
 			t.Fatalf("position %d: uncached GoMLX argmax %d, want %d", i, got, seq[i+1])
 		}
 	}
 	// Sampling: same seed ⇒ same tokens; top-k 1 ⇒ greedy.
-	s1, _ := gen.Generate(prompt, n, hf.SampleOptions{Temperature: 1.5, TopK: 10, Seed: 7}, -1)
-	s2, _ := gen.Generate(prompt, n, hf.SampleOptions{Temperature: 1.5, TopK: 10, Seed: 7}, -1)
-	s3, _ := gen.Generate(prompt, n, hf.SampleOptions{Temperature: 1.5, TopK: 10, Seed: 8}, -1)
-	k1, _ := gen.Generate(prompt, n, hf.SampleOptions{Temperature: 1, TopK: 1, Seed: 3}, -1)
+	s1, _ := gen.Generate(prompt, n, lm.SampleOptions{Temperature: 1.5, TopK: 10, Seed: 7}, -1)
+	s2, _ := gen.Generate(prompt, n, lm.SampleOptions{Temperature: 1.5, TopK: 10, Seed: 7}, -1)
+	s3, _ := gen.Generate(prompt, n, lm.SampleOptions{Temperature: 1.5, TopK: 10, Seed: 8}, -1)
+	k1, _ := gen.Generate(prompt, n, lm.SampleOptions{Temperature: 1, TopK: 1, Seed: 3}, -1)
 	t.Logf("sampled seed 7: %v, seed 8: %v", s1, s3)
 	if fmt.Sprint(s1) != fmt.Sprint(s2) {
 		t.Fatalf("same seed, different samples: %v vs %v", s1, s2)
@@ -357,7 +357,7 @@ func TestGenerationCacheMatchesRecomputation(t *testing.T) {
 	if fmt.Sprint(k1) != fmt.Sprint(cached) {
 		t.Fatalf("top-k 1 sampling %v differs from greedy %v", k1, cached)
 	}
-	if _, err := gen.Generate(prompt, 17, hf.SampleOptions{}, -1); err == nil {
+	if _, err := gen.Generate(prompt, 17, lm.SampleOptions{}, -1); err == nil {
 		t.Fatal("generation past the cache length should fail")
 	}
 }

@@ -1,4 +1,4 @@
-package hf
+package nn
 
 import (
 	"github.com/gomlx/compute/shapes"

@@ -1,4 +1,4 @@
-package hf
+package nn
 
 import (
 	"math"

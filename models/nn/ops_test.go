@@ -1,4 +1,4 @@
-package hf
+package nn
 
 import (
 	"math"
@@ -110,7 +110,7 @@ func TestMaskedCrossEntropy(t *testing.T) {
 // BenchmarkMaskedCrossEntropy times the loss and its gradient over [4, 256, 32000] logits (a
 // Llama-2-sized vocabulary), the gathered form against the LogSoftmax·one-hot reference:
 //
-//	go test ./models/hf -run '^$' -bench MaskedCrossEntropy -benchtime 5x
+//	go test ./models/nn -run '^$' -bench MaskedCrossEntropy -benchtime 5x
 func BenchmarkMaskedCrossEntropy(b *testing.B) {
 	be, err := backend.Get()
 	if err != nil {

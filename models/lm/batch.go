@@ -1,4 +1,7 @@
-package hf
+// Package lm holds what the causal language models share outside the graph: CausalBatch packs
+// prompt/completion pairs into the inputs of the completion loss (nn.CausalLoss), and Sampler
+// picks the next token from logits when generating (greedy, or temperature and top-k sampling).
+package lm
 
 import (
 	"fmt"
