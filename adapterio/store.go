@@ -11,6 +11,7 @@ import (
 	"github.com/gomlx/gomlx/core/tensors"
 	"github.com/gomlx/gomlx/ml/model"
 
+	"github.com/singlora/singlora/internal/varnames"
 	"github.com/singlora/singlora/optim"
 	"github.com/singlora/singlora/peft"
 )
@@ -89,7 +90,7 @@ func FromStore(inj *peft.Injection, store *model.Store, baseModel string) (*Adap
 	if len(pc.ModulesToSave) > 0 {
 		for v := range store.IterVariables() {
 			p := v.Path()
-			if strings.HasPrefix(p, "/optim/") || strings.Contains(p, "#") || !v.DType().IsFloat() || peft.IsAdapterVariable(p) {
+			if varnames.IsBookkeeping(p) || !v.DType().IsFloat() || peft.IsAdapterVariable(p) {
 				continue
 			}
 			if !pc.IsModuleToSave(p) {

@@ -4,11 +4,12 @@ import (
 	"fmt"
 	"math"
 	"sort"
-	"strings"
 
 	"github.com/gomlx/compute/dtypes"
 	. "github.com/gomlx/gomlx/core/graph" //nolint:revive
 	"github.com/gomlx/gomlx/ml/model"
+
+	"github.com/singlora/singlora/internal/varnames"
 )
 
 // ScheduleKind names a learning-rate decay after warm-up.
@@ -144,7 +145,7 @@ func momentVar(store *model.Store, v *model.Variable, which string) *model.Varia
 func TrainableVariables(store *model.Store) []*model.Variable {
 	var vs []*model.Variable
 	for v := range store.IterVariables() {
-		if v.Trainable && !strings.HasPrefix(v.Path(), "/optim/") {
+		if v.Trainable && !varnames.IsOptimizerState(v.Path()) {
 			vs = append(vs, v)
 		}
 	}

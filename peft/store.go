@@ -8,6 +8,7 @@ import (
 	"github.com/gomlx/gomlx/core/tensors"
 	"github.com/gomlx/gomlx/ml/model"
 
+	"github.com/singlora/singlora/internal/varnames"
 	"github.com/singlora/singlora/optim"
 )
 
@@ -118,7 +119,7 @@ func (c Config) IsModuleToSave(path string) bool {
 func (inj *Injection) SetTrainable(store *model.Store) {
 	for v := range store.IterVariables() {
 		p := v.Path()
-		if strings.HasPrefix(p, "/optim/") || strings.HasPrefix(p, "/#") || strings.Contains(p, "/#") || !v.DType().IsFloat() {
+		if varnames.IsBookkeeping(p) || !v.DType().IsFloat() {
 			v.SetTrainable(false)
 			continue
 		}
@@ -188,7 +189,7 @@ func (inj *Injection) Report(store *model.Store) Report {
 	var r Report
 	for v := range store.IterVariables() {
 		p := v.Path()
-		if strings.HasPrefix(p, "/optim/") || strings.Contains(p, "#") || !v.DType().IsFloat() {
+		if varnames.IsBookkeeping(p) || !v.DType().IsFloat() {
 			continue
 		}
 		n := v.Shape().Size()
@@ -233,7 +234,7 @@ func (inj *Injection) OptimizerGroups(weightDecay float64) func(v *model.Variabl
 		if inj != nil && inj.Config.Method == LoRAPlus && name == NameLoRAB {
 			g.Name, g.LRMultiplier = "lora_B (LoRA+)", inj.Config.LoRAPlusLambda()
 		}
-		if name == NameMagnitude || name == "bias" || strings.Contains(v.Path(), "norm") || v.Shape().Rank() < 2 {
+		if name == NameMagnitude || name == "bias" || varnames.IsNormalization(v.Path()) || v.Shape().Rank() < 2 {
 			g.WeightDecay = 0
 		}
 		return g

@@ -14,6 +14,7 @@ import (
 	"github.com/gomlx/gomlx/ml/model"
 
 	"github.com/singlora/singlora/internal/atomicfile"
+	"github.com/singlora/singlora/internal/varnames"
 	"github.com/singlora/singlora/safetensors"
 )
 
@@ -74,7 +75,7 @@ func CheckpointVariables(store *model.Store) []*model.Variable {
 	var vs []*model.Variable
 	for v := range store.IterVariables() {
 		p := v.Path()
-		if v.Trainable || strings.HasPrefix(p, "/optim/") || strings.Contains(p, "#rngState") {
+		if v.Trainable || varnames.IsOptimizerState(p) || varnames.IsRNGState(p) {
 			if strings.HasPrefix(p, accumPrefix) {
 				continue // zero between updates
 			}
@@ -163,7 +164,7 @@ func LoadCheckpoint(dir string, store *model.Store) (State, error) {
 		}
 		v := store.GetVariable(ts.Name)
 		if v == nil {
-			if !strings.HasPrefix(ts.Name, "/optim/") && !strings.Contains(ts.Name, "#rngState") {
+			if !varnames.IsOptimizerState(ts.Name) && !varnames.IsRNGState(ts.Name) {
 				return st, fmt.Errorf("checkpoint %s: variable %s does not exist in the model", dir, ts.Name)
 			}
 			nv, err := store.CreateVariable(ts.Name, t)
