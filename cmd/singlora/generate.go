@@ -14,10 +14,10 @@ import (
 	"github.com/singlora/singlora/backend"
 	"github.com/singlora/singlora/models/gpt2"
 	"github.com/singlora/singlora/models/hf"
-	"github.com/singlora/singlora/models/hf/hftok"
 	"github.com/singlora/singlora/models/llama"
 	"github.com/singlora/singlora/models/lm"
 	"github.com/singlora/singlora/peft"
+	"github.com/singlora/singlora/tokenizer/hftok"
 )
 
 func init() {

@@ -5,8 +5,8 @@ import (
 	"github.com/gomlx/gomlx/core/tensors"
 	"github.com/gomlx/gomlx/ml/model"
 
-	"github.com/singlora/singlora/models/hf/hftok"
 	"github.com/singlora/singlora/peft"
+	"github.com/singlora/singlora/tokenizer/hftok"
 )
 
 // defaultMaxLength is the number of tokens per text an Encoder reads when none is asked for
