@@ -21,7 +21,8 @@ import (
 	"github.com/singlora/singlora/train"
 )
 
-// Presets lists the preset names, in the order "singlora bench --preset all" runs them.
+// Presets lists the preset names, in the order "singlora bench --preset all" runs them. The
+// "model" preset (a step of the checkpoint Model) is not among them: it needs --model.
 var Presets = []string{"layer", "bert-base-4l", "llama-tiny", "demo"}
 
 // Streams is how many independent chains the bert-base-4l and demo steps split their batch into
@@ -36,6 +37,7 @@ var DefaultMethods = map[string][]string{
 	"bert-base-4l": {"singlora", "lora"},
 	"llama-tiny":   {"singlora", "lora"},
 	"demo":         {"singlora", "lora"},
+	"model":        {"singlora", "lora"},
 }
 
 // LayerSizes are the layer preset's (in, out, r) at N = LayerTokens rows.
@@ -47,7 +49,7 @@ const LayerTokens = 1024
 // Workloads returns the workloads of a preset for the given methods (nil: DefaultMethods).
 func Workloads(preset string, methods []string) ([]Workload, error) {
 	if _, ok := DefaultMethods[preset]; !ok {
-		return nil, fmt.Errorf("unknown preset %q (known: %s)", preset, strings.Join(Presets, ", "))
+		return nil, fmt.Errorf("unknown preset %q (known: %s; model with --model)", preset, strings.Join(Presets, ", "))
 	}
 	if len(methods) == 0 {
 		methods = DefaultMethods[preset]
@@ -77,6 +79,12 @@ func Workloads(preset string, methods []string) ([]Workload, error) {
 			out = append(out, w)
 		case "demo":
 			w, err := DemoWorkload(m)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, w)
+		case "model":
+			w, err := ModelWorkload(m)
 			if err != nil {
 				return nil, err
 			}

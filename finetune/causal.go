@@ -17,45 +17,12 @@ import (
 
 	"github.com/singlora/singlora/adapterio"
 	"github.com/singlora/singlora/data"
-	"github.com/singlora/singlora/models/gpt2"
-	"github.com/singlora/singlora/models/hf"
-	"github.com/singlora/singlora/models/llama"
+	"github.com/singlora/singlora/models"
 	"github.com/singlora/singlora/models/lm"
 	"github.com/singlora/singlora/peft"
 	"github.com/singlora/singlora/tokenizer/hftok"
 	"github.com/singlora/singlora/train"
 )
-
-// causalModel is a causal LM loaded from a Hugging Face folder.
-type causalModel struct {
-	kind    string // "llama" or "gpt2"
-	vocab   int
-	linears []peft.LinearSpec
-	loss    func(inj *peft.Injection) train.LossFn
-}
-
-func loadCausal(dir string, store *model.Store, streams int) (*causalModel, error) {
-	rc, err := hf.ReadConfig(dir)
-	if err != nil {
-		return nil, err
-	}
-	mt, _ := rc.String("model_type", "")
-	switch mt {
-	case "llama", "mistral", "qwen2":
-		c, err := llama.Load(dir, store)
-		if err != nil {
-			return nil, err
-		}
-		return &causalModel{kind: "llama", vocab: c.VocabSize, linears: llama.Linears(c), loss: func(inj *peft.Injection) train.LossFn { return llama.StreamedLossFn(c, inj, streams) }}, nil
-	case "gpt2":
-		c, err := gpt2.Load(dir, store)
-		if err != nil {
-			return nil, err
-		}
-		return &causalModel{kind: "gpt2", vocab: c.VocabSize, linears: gpt2.Linears(c), loss: func(inj *peft.Injection) train.LossFn { return gpt2.StreamedLossFn(c, inj, streams) }}, nil
-	}
-	return nil, fmt.Errorf("%s: model_type %q is not a causal LM singlora trains (llama, mistral, qwen2, gpt2)", dir, mt)
-}
 
 // causalData is tokenised prompt/completion pairs.
 type causalData struct {
@@ -137,7 +104,8 @@ type CausalJob struct {
 	total   int64
 }
 
-// PrepareCausal loads a causal LM from c.Model (a Hugging Face folder) and the completion data.
+// PrepareCausal loads the causal LM c.Model names (a Hugging Face folder of a registered causal
+// LM, see models.Resolve) and the completion data.
 func PrepareCausal(c Config, dir string, backend compute.Backend, out io.Writer) (*CausalJob, error) {
 	if out == nil {
 		out = os.Stderr
@@ -165,12 +133,16 @@ func PrepareCausal(c Config, dir string, backend compute.Backend, out io.Writer)
 	if err := checkBatch(c, len(trainEx)); err != nil {
 		return nil, err
 	}
-	tok, err := hftok.Load(c.Model)
+	arch, err := models.Resolve(c.Model)
+	if err != nil {
+		return nil, err
+	}
+	tok, err := arch.LoadTokenizer(c.Model)
 	if err != nil {
 		return nil, err
 	}
 	store := model.NewStore()
-	cm, err := loadCausal(c.Model, store, c.StreamCount())
+	cm, err := arch.LoadCausalLM(c.Model, store)
 	if err != nil {
 		return nil, err
 	}
@@ -190,7 +162,7 @@ func PrepareCausal(c Config, dir string, backend compute.Backend, out io.Writer)
 	for i := range td.prompts {
 		longest = max(longest, len(td.prompts[i])+len(td.completions[i]))
 	}
-	if err := checkStepMemory(c, cm.linears, min((longest+td.padTo-1)/td.padTo*td.padTo, maxLen), cm.vocab); err != nil {
+	if err := checkStepMemory(c, cm.Linears(), min((longest+td.padTo-1)/td.padTo*td.padTo, maxLen), cm.VocabSize()); err != nil {
 		return nil, err
 	}
 	stepsPerEpoch, total := c.StepCounts(len(trainEx))
@@ -198,7 +170,7 @@ func PrepareCausal(c Config, dir string, backend compute.Backend, out io.Writer)
 	if err != nil {
 		return nil, err
 	}
-	inj, err := peft.Inject(pc, cm.linears)
+	inj, err := peft.Inject(pc, cm.Linears())
 	if err != nil {
 		return nil, err
 	}
@@ -215,7 +187,7 @@ func PrepareCausal(c Config, dir string, backend compute.Backend, out io.Writer)
 	if err != nil {
 		return nil, err
 	}
-	j := &CausalJob{Cfg: c, Dir: dir, Backend: backend, Store: store, Inj: inj, val: vd, loss: cm.loss(inj), out: out, total: total}
+	j := &CausalJob{Cfg: c, Dir: dir, Backend: backend, Store: store, Inj: inj, val: vd, loss: cm.Loss(inj, c.StreamCount()), out: out, total: total}
 	evalEvery := c.EvalEvery
 	if evalEvery <= 0 {
 		evalEvery = max(1, stepsPerEpoch)

@@ -19,6 +19,7 @@ import (
 	"github.com/singlora/singlora/optim"
 
 	"github.com/singlora/singlora/classify"
+	"github.com/singlora/singlora/models"
 	"github.com/singlora/singlora/peft"
 )
 
@@ -130,7 +131,7 @@ func (c *Config) AbsPaths() error {
 		}
 		*p = a
 	}
-	if c.Model != "" && c.Model != "use" {
+	if c.Model != "" && !models.IsBuiltin(c.Model) {
 		a, err := filepath.Abs(c.Model)
 		if err != nil {
 			return fmt.Errorf("--model %s: %w", c.Model, err)

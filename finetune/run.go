@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,9 +17,8 @@ import (
 	"github.com/singlora/singlora/classify"
 	"github.com/singlora/singlora/data"
 	"github.com/singlora/singlora/internal/atomicfile"
-	"github.com/singlora/singlora/models/bert"
-	"github.com/singlora/singlora/models/hf"
-	"github.com/singlora/singlora/models/use"
+	"github.com/singlora/singlora/models"
+	_ "github.com/singlora/singlora/models/all" // the model packages register themselves
 	"github.com/singlora/singlora/optim"
 	"github.com/singlora/singlora/peft"
 	"github.com/singlora/singlora/train"
@@ -62,6 +60,7 @@ type Job struct {
 	Val, Test  *classify.Data
 	Runner     *train.Runner
 	Out        io.Writer
+	baseName   string // the base model adapters record
 }
 
 func loadSplit(path string, c *Config) ([]data.Example, error) {
@@ -139,7 +138,7 @@ func Prepare(c Config, dir string, backend compute.Backend, out io.Writer) (*Job
 		return nil, err
 	}
 	task := &classify.Task{Enc: enc, Inj: inj, Store: store, NumClasses: len(labels), Labels: labels,
-		FeatureScale: featureScale(c, enc), PadTo: 16, Streams: c.StreamCount()}
+		FeatureScale: enc.FeatureScale(), PadTo: 16, Streams: c.StreamCount()}
 	if err := task.InitHead(c.Seed); err != nil {
 		return nil, err
 	}
@@ -158,7 +157,7 @@ func Prepare(c Config, dir string, backend compute.Backend, out io.Writer) (*Job
 	}
 	// One note for all splits (each NewData would print its own, without the split's name).
 	task.Warnings = io.Discard
-	j := &Job{Cfg: c, Dir: dir, Backend: backend, Task: task, Inj: inj, TotalSteps: total, Out: out,
+	j := &Job{Cfg: c, Dir: dir, Backend: backend, Task: task, Inj: inj, TotalSteps: total, Out: out, baseName: baseName,
 		Train: task.NewData(texts(trainEx), trainY), Val: task.NewData(texts(valEx), valY)}
 	if len(testEx) > 0 {
 		j.Test = task.NewData(texts(testEx), testY)
@@ -260,7 +259,7 @@ func (j *Job) Run(ctx context.Context, resume bool) (*Summary, error) {
 		}
 	}
 	if j.Inj.Config.Method.HasAdapter() {
-		if err := adapterio.SaveFromStore(filepath.Join(j.Dir, AdapterDir), j.Inj, j.Task.Store, baseModelName(c)); err != nil {
+		if err := adapterio.SaveFromStore(filepath.Join(j.Dir, AdapterDir), j.Inj, j.Task.Store, j.baseName); err != nil {
 			return nil, err
 		}
 	}
@@ -321,45 +320,39 @@ type Runnable interface {
 // Params implements Runnable.
 func (j *Job) Params() peft.Report { return j.Inj.Report(j.Task.Store) }
 
-// New prepares the job c describes: classification with the demo encoder, or causal-LM
-// fine-tuning of a Hugging Face folder (chosen by --task, or by the folder's model_type).
+// New prepares the job c describes, for the model the registry resolves c.Model to (see
+// models.Resolve): classification (a sentence encoder and a head) or causal-LM fine-tuning.
+// The default task, classify, on a model that only has a causal-LM head trains it as a causal
+// LM (models.Arch.TaskFor).
 func New(c Config, dir string, backend compute.Backend, out io.Writer) (Runnable, error) {
-	if c.Model != "use" && c.Task == "classify" {
-		if rc, err := hf.ReadConfig(c.Model); err == nil {
-			if mt, _ := rc.String("model_type", ""); mt == "llama" || mt == "mistral" || mt == "qwen2" || mt == "gpt2" {
-				c.Task = "causal-lm"
-			}
-		}
+	arch, err := models.Resolve(c.Model)
+	if err != nil {
+		return nil, err
 	}
-	if c.Task == "causal-lm" {
+	task, err := arch.TaskFor(models.Task(c.Task))
+	if err != nil {
+		return nil, err
+	}
+	c.Task = string(task)
+	if task == models.CausalLM {
 		return PrepareCausal(c, dir, backend, out)
 	}
 	return Prepare(c, dir, backend, out)
 }
 
-// loadEncoder loads the classification encoder c names: the demo encoder ("use") or a Hugging
-// Face BERT/RoBERTa folder.
-func loadEncoder(c Config) (classify.Encoder, *model.Store, string, error) {
-	if c.Model == "use" {
-		m, err := use.New("")
-		if err != nil {
-			return nil, nil, "", err
-		}
-		return m, m.Store, use.BaseModelName, nil
+// loadEncoder loads the model c.Model names as a classification encoder, through the models
+// registry, and returns it with its store and the base-model name its adapters record.
+func loadEncoder(c Config) (models.Encoder, *model.Store, string, error) {
+	arch, err := models.Resolve(c.Model)
+	if err != nil {
+		return nil, nil, "", err
 	}
 	store := model.NewStore()
-	e, err := bert.LoadEncoder(c.Model, store, c.MaxLength)
+	enc, err := arch.LoadEncoder(c.Model, store, models.EncoderOptions{MaxLength: c.MaxLength})
 	if err != nil {
-		return nil, nil, "", fmt.Errorf("classification needs the demo encoder (\"use\") or a BERT/RoBERTa folder: %w", err)
+		return nil, nil, "", err
 	}
-	return e, store, c.Model, nil
-}
-
-func baseModelName(c Config) string {
-	if c.Model == "use" {
-		return use.BaseModelName
-	}
-	return c.Model
+	return enc, store, arch.BaseModelName(c.Model), nil
 }
 
 // clippedNote lists the splits with clipped texts ("3 of 900 training texts, 1 of 100 test
@@ -380,12 +373,4 @@ func clipLimit(enc classify.Encoder) int {
 		return c.MaxLength()
 	}
 	return 0
-}
-
-// featureScale is √dim for USE-Lite's unit-norm embeddings, 1 for BERT's features.
-func featureScale(c Config, enc classify.Encoder) float64 {
-	if c.Model == "use" {
-		return math.Sqrt(float64(enc.EmbedDim()))
-	}
-	return 1
 }

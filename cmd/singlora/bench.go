@@ -22,15 +22,16 @@ func init() {
 		Summary: "benchmark training steps (layer, bert-base-4l, llama-tiny, demo), optionally against PyTorch",
 		Usage: `singlora bench --preset bert-base-4l
 singlora bench --preset layer --json
-singlora bench --preset bert-base-4l --method singlora --compare-torch --reps 3`,
+singlora bench --preset bert-base-4l --method singlora --compare-torch --reps 3
+singlora bench --model ./tiny-llama --method singlora,lora`,
 		Run: runBench,
 	})
 }
 
 type benchFlags struct {
-	preset, method, workload, only, cpuProfile, python, torchScript, pair string
-	steps, warmup, reps, streams                                          int
-	jsonOut, inproc, compare                                              bool
+	preset, method, workload, only, cpuProfile, python, torchScript, pair, model string
+	steps, warmup, reps, streams                                                 int
+	jsonOut, inproc, compare                                                     bool
 }
 
 func runBench(args []string) error {
@@ -42,6 +43,7 @@ func runBench(args []string) error {
 	fs.IntVar(&f.warmup, "warmup", 3, "untimed steps before timing (the first compiles the graph)")
 	fs.StringVar(&f.pair, "pair", "", "compare two workloads in this process, step against step (\"bert-base-4l/lora,bert-base-4l/singlora\"): prints B/A per pair and the median; --steps pairs")
 	fs.IntVar(&f.streams, "streams", bench.Streams, "bert-base-4l and demo: split the batch into this many independent chains (1: a single chain; same math)")
+	fs.StringVar(&f.model, "model", "", "benchmark a training step of this model (a folder of a registered architecture, or a built-in name such as use): preset model")
 	fs.BoolVar(&f.jsonOut, "json", false, "print one JSON object per workload instead of a table")
 	fs.StringVar(&f.workload, "workload", "", "run only this workload (\"bert-base-4l/singlora\") in this process")
 	fs.StringVar(&f.only, "only", "", "keep only workloads whose name contains this string (e.g. 4096x4096)")
@@ -61,6 +63,17 @@ func runBench(args []string) error {
 		return fmt.Errorf("--streams must be ≥ 1, got %d", f.streams)
 	}
 	bench.Streams = f.streams
+	if f.model != "" {
+		set := map[string]bool{}
+		fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+		if set["preset"] && f.preset != "model" {
+			return fmt.Errorf("--model benchmarks preset model, not --preset %s", f.preset)
+		}
+		if f.compare {
+			return fmt.Errorf("--compare-torch has no PyTorch peer for --model (its presets are %s)", strings.Join(bench.Presets, ", "))
+		}
+		f.preset, bench.Model = "model", f.model
+	}
 	if f.pair != "" {
 		return runPair(f)
 	}
@@ -145,7 +158,11 @@ func runChild(name string, f benchFlags) (bench.Result, error) {
 	if err != nil {
 		return bench.Result{}, err
 	}
-	return runJSON(exe, []string{"bench", "--workload", name, "--steps", strconv.Itoa(f.steps), "--warmup", strconv.Itoa(f.warmup), "--streams", strconv.Itoa(f.streams)}, nil)
+	args := []string{"bench", "--workload", name, "--steps", strconv.Itoa(f.steps), "--warmup", strconv.Itoa(f.warmup), "--streams", strconv.Itoa(f.streams)}
+	if f.model != "" {
+		args = append(args, "--model", f.model)
+	}
+	return runJSON(exe, args, nil)
 }
 
 // runJSON runs a command whose stdout's last non-empty line is a Result in JSON.

@@ -12,9 +12,8 @@ import (
 
 	"github.com/singlora/singlora/adapterio"
 	"github.com/singlora/singlora/backend"
-	"github.com/singlora/singlora/models/gpt2"
-	"github.com/singlora/singlora/models/hf"
-	"github.com/singlora/singlora/models/llama"
+	"github.com/singlora/singlora/models"
+	_ "github.com/singlora/singlora/models/all" // the model packages register themselves
 	"github.com/singlora/singlora/models/lm"
 	"github.com/singlora/singlora/peft"
 	"github.com/singlora/singlora/tokenizer/hftok"
@@ -28,11 +27,6 @@ func init() {
 singlora generate --model ./tiny-llama --adapter ./adapter --prompt "Q: 2+2?" --temperature 0.8 --top-k 40 --seed 1`,
 		Run: runGenerate,
 	})
-}
-
-// generator is what llama.Generator and gpt2.Generator share.
-type generator interface {
-	Generate(prompt []int, maxNew int, opts lm.SampleOptions, stop int) ([]int, error)
 }
 
 func runGenerate(args []string) error {
@@ -63,11 +57,13 @@ func runGenerate(args []string) error {
 	if *topK < 0 {
 		return fmt.Errorf("--top-k %d: must be ≥ 0 (0: sample among all tokens)", *topK)
 	}
-	rc, err := hf.ReadConfig(*dir)
+	arch, err := models.Resolve(*dir)
 	if err != nil {
 		return err
 	}
-	modelType, _ := rc.String("model_type", "")
+	if !arch.Supports(models.CausalLM) {
+		return fmt.Errorf("%s: %s is not a causal LM: generate needs one of %s", *dir, arch, strings.Join(models.ModelTypes(models.CausalLM), ", "))
+	}
 
 	var tok *hftok.Tokenizer
 	var ids []int
@@ -80,7 +76,7 @@ func runGenerate(args []string) error {
 			ids = append(ids, id)
 		}
 	} else {
-		if tok, err = hftok.Load(*dir); err != nil {
+		if tok, err = arch.LoadTokenizer(*dir); err != nil {
 			return err
 		}
 		ids = tok.EncodeWithSpecial(*prompt)
@@ -94,41 +90,22 @@ func runGenerate(args []string) error {
 		return err
 	}
 	store := model.NewStore()
-	var specs []peft.LinearSpec
-	var build func(inj *peft.Injection) (generator, error)
-	var eos int
-	maxLen := len(ids) + *maxNew
-	switch modelType {
-	case "llama", "mistral", "qwen2":
-		c, err := llama.Load(*dir, store)
-		if err != nil {
-			return err
-		}
-		if err := checkPositions(len(ids), *maxNew, c.MaxPositions, "max_position_embeddings"); err != nil {
-			return err
-		}
-		specs, eos = llama.Linears(c), c.EOS
-		build = func(inj *peft.Injection) (generator, error) { return llama.NewGenerator(be, store, c, inj, maxLen) }
-	case "gpt2":
-		c, err := gpt2.Load(*dir, store)
-		if err != nil {
-			return err
-		}
-		if err := checkPositions(len(ids), *maxNew, c.Positions, "n_positions"); err != nil {
-			return err
-		}
-		specs, eos = gpt2.Linears(c), c.EOS
-		build = func(inj *peft.Injection) (generator, error) { return gpt2.NewGenerator(be, store, c, inj, maxLen) }
-	default:
-		return fmt.Errorf("%s: model_type %q is not a causal LM this command supports (llama, mistral, qwen2, gpt2)", *dir, modelType)
+	cm, err := arch.LoadCausalLM(*dir, store)
+	if err != nil {
+		return err
 	}
+	limit, key := cm.MaxPositions()
+	if err := checkPositions(len(ids), *maxNew, limit, key); err != nil {
+		return err
+	}
+	eos := cm.EOS()
 	var inj *peft.Injection
 	if *adapter != "" {
-		if inj, err = adapterio.LoadIntoStore(*adapter, store, specs); err != nil {
+		if inj, err = adapterio.LoadIntoStore(*adapter, store, cm.Linears()); err != nil {
 			return err
 		}
 	}
-	gen, err := build(inj)
+	gen, err := cm.NewGenerator(be, store, inj, len(ids)+*maxNew)
 	if err != nil {
 		return err
 	}

@@ -92,6 +92,7 @@ func TestGenerateCommand(t *testing.T) {
 		{[]string{"--model", dir, "--prompt-ids", "1,99"}, "outside the vocabulary"},
 		{[]string{"--model", dir, "--prompt-ids", "1", "--adapter", t.TempDir()}, "adapter"},
 		{[]string{"--prompt-ids", "1"}, "--model is required"},
+		{[]string{"--model", withConfig(t, dir, "model_type", "mamba"), "--prompt-ids", "1"}, `model_type "mamba" is not a model singlora knows (known: bert, gpt2, llama`},
 	} {
 		_, err := captureStdout(t, func() error { return runGenerate(tc.args) })
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

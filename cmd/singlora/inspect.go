@@ -16,8 +16,8 @@ import (
 func init() {
 	register(&command{
 		Name:    "inspect",
-		Summary: "describe an adapter folder or a safetensors file",
-		Usage:   "singlora inspect ADAPTER_DIR\nsinglora inspect model.safetensors",
+		Summary: "describe an adapter folder, a model folder or a safetensors file",
+		Usage:   "singlora inspect ADAPTER_DIR\nsinglora inspect MODEL_DIR (or use)\nsinglora inspect model.safetensors",
 		Run:     func(args []string) error { return runInspect(args, os.Stdout) },
 	})
 }
@@ -28,9 +28,12 @@ func runInspect(args []string, w io.Writer) error {
 		return err
 	}
 	if fs.NArg() != 1 {
-		return errors.New("give one adapter folder or .safetensors file")
+		return errors.New("give one adapter folder, model folder or .safetensors file")
 	}
 	p := fs.Arg(0)
+	if isModel(p) {
+		return inspectModel(p, w)
+	}
 	st, err := os.Stat(p)
 	if err != nil {
 		return err

@@ -44,8 +44,11 @@ type Config struct {
 	Prefix string
 }
 
-// Architectures are the config values this package loads.
-var Architectures = []string{"GPT2LMHeadModel", "GPT2Model"}
+// ModelTypes and Architectures are the config values this package loads.
+var (
+	ModelTypes    = []string{"gpt2"}
+	Architectures = []string{"GPT2LMHeadModel", "GPT2Model"}
+)
 
 // LoadConfig reads and checks dir/config.json.
 func LoadConfig(dir string) (*Config, error) {
@@ -54,7 +57,7 @@ func LoadConfig(dir string) (*Config, error) {
 		return nil, err
 	}
 	c := &Config{}
-	if _, c.Architecture, err = rc.Architecture([]string{"gpt2"}, Architectures); err != nil {
+	if _, c.Architecture, err = rc.Architecture(ModelTypes, Architectures); err != nil {
 		return nil, err
 	}
 	ints := []struct {

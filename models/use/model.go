@@ -131,7 +131,10 @@ const (
 
 // New loads USE-Lite from dir (a folder with model.json, its shards and vocab.json; "" means
 // DefaultDir()) into a new store.
-func New(dir string) (*Model, error) {
+func New(dir string) (*Model, error) { return Load(dir, model.NewStore()) }
+
+// Load is New into the given store.
+func Load(dir string, store *model.Store) (*Model, error) {
 	if dir == "" {
 		dir = DefaultDir()
 	}
@@ -143,7 +146,7 @@ func New(dir string) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Model{Dir: dir, Store: model.NewStore(), Tokenizer: tok}
+	m := &Model{Dir: dir, Store: store, Tokenizer: tok}
 	if err := m.readConstants(tf); err != nil {
 		return nil, fmt.Errorf("USE-Lite graph in %s: %w", dir, err)
 	}
