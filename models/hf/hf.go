@@ -193,12 +193,11 @@ type Weights struct {
 	Dir     string
 	tensors map[string]*safetensors.Tensor
 	file    map[string]string // tensor → file it came from
-	used    map[string]bool
 }
 
 // OpenWeights reads dir/model.safetensors, or the shards listed by dir/model.safetensors.index.json.
 func OpenWeights(dir string) (*Weights, error) {
-	w := &Weights{Dir: dir, tensors: map[string]*safetensors.Tensor{}, file: map[string]string{}, used: map[string]bool{}}
+	w := &Weights{Dir: dir, tensors: map[string]*safetensors.Tensor{}, file: map[string]string{}}
 	single := filepath.Join(dir, WeightsFile)
 	index := filepath.Join(dir, IndexFile)
 	if _, err := os.Stat(single); err == nil {
@@ -268,16 +267,6 @@ func (w *Weights) addFile(name string, expect []string) error {
 // Has reports whether the checkpoint has tensor name.
 func (w *Weights) Has(name string) bool { _, ok := w.tensors[name]; return ok }
 
-// Names returns all tensor names, sorted.
-func (w *Weights) Names() []string {
-	out := make([]string, 0, len(w.tensors))
-	for n := range w.tensors {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
-}
-
 // Prefix returns the first of prefixes p for which the checkpoint has tensor p+probe (HF stores
 // a head model's base under e.g. "bert." and a bare base model without it), or an error.
 func (w *Weights) Prefix(probe string, prefixes ...string) (string, error) {
@@ -305,7 +294,6 @@ func (w *Weights) Float32(name string, shape ...int) ([]float32, error) {
 	if !safetensors.IsFloat(t.DType) {
 		return nil, fmt.Errorf("%s: tensor %q has dtype %s; only F32, F16, BF16 and F64 weights are supported", w.Dir, name, t.DType)
 	}
-	w.used[name] = true
 	return t.Float32s()
 }
 
@@ -333,17 +321,6 @@ func (w *Weights) LoadLinear(store *model.Store, spec peft.LinearSpec) error {
 		return w.Load(store, spec.Path+".bias", spec.Out)
 	}
 	return nil
-}
-
-// Unused returns the checkpoint tensors no Load/Float32 call read (e.g. a pre-training head).
-func (w *Weights) Unused() []string {
-	var out []string
-	for _, n := range w.Names() {
-		if !w.used[n] {
-			out = append(out, n)
-		}
-	}
-	return out
 }
 
 // VariablePath returns the store path of checkpoint tensor name: "a.b.weight" → "/a/b/weight".
