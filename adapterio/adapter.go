@@ -12,6 +12,7 @@ import (
 
 	"github.com/singlora/singlora/internal/atomicfile"
 	"github.com/singlora/singlora/peft"
+	"github.com/singlora/singlora/peft/tuner"
 	"github.com/singlora/singlora/safetensors"
 )
 
@@ -26,7 +27,8 @@ type Module struct {
 	Path    string
 	In, Out int
 	Layout  peft.Layout // layout of the base weight this module adapts
-	// Tensors by adapter tensor name (peft.NameSingLoRAA, peft.NameLoRAA, peft.NameLoRAB, peft.NameMagnitude).
+	// Tensors by adapter tensor name, as the method lists them (tuner.Tuner.Tensors; e.g.
+	// peft.NameSingLoRAA, or peft.NameLoRAA and peft.NameLoRAB).
 	Tensors map[string]*Matrix
 }
 
@@ -68,6 +70,22 @@ func (a *Adapter) Module(p string) *Module {
 	return nil
 }
 
+// Method returns the method the adapter's config describes ("" if no registered method claims
+// it; Load and FromTensors refuse such a config).
+func (a *Adapter) Method() peft.Method {
+	t, err := a.tuner()
+	if err != nil {
+		return ""
+	}
+	return t.Name()
+}
+
+// tuner returns the registered method the adapter's config describes.
+func (a *Adapter) tuner() (tuner.Tuner, error) {
+	t, _, err := tuner.ForFile(a.Config)
+	return t, err
+}
+
 // Params is the total number of adapter parameters (modules_to_save excluded).
 func (a *Adapter) Params() int {
 	n := 0
@@ -77,26 +95,29 @@ func (a *Adapter) Params() int {
 	return n
 }
 
-// TensorName returns the file name of adapter tensor name of module (PEFT's convention).
+// TensorName returns the file name of adapter tensor name of module (PEFT's convention):
+// TensorPrefix + "<module>.<name>.weight", without ".weight" for the tensors whose method says so
+// (tuner.TensorSpec.NoWeightSuffix: DoRA's magnitude).
 func TensorName(module, name string) string {
-	if name == peft.NameMagnitude {
+	if tuner.AdapterTensorNames()[name] {
 		return TensorPrefix + module + "." + name
 	}
 	return TensorPrefix + module + "." + name + ".weight"
 }
 
-// splitTensorName parses a file tensor name into (module, adapter tensor name); ok is false for
-// names that are not adapter tensors (modules_to_save).
+// splitTensorName parses a file tensor name into (module, adapter tensor name) for the adapter
+// tensor names of the registered methods; ok is false for other names (modules_to_save).
 func splitTensorName(full string) (module, name string, ok bool) {
 	rest := strings.TrimPrefix(full, TensorPrefix)
-	for _, n := range []string{peft.NameSingLoRAA, peft.NameLoRAA, peft.NameLoRAB} {
+	names := tuner.AdapterTensorNames()
+	for _, n := range sortedKeys(names) {
 		if s, found := strings.CutSuffix(rest, "."+n+".weight"); found {
 			return s, n, true
 		}
 	}
-	for _, suf := range []string{"." + peft.NameMagnitude, "." + peft.NameMagnitude + ".weight"} {
-		if s, found := strings.CutSuffix(rest, suf); found {
-			return s, peft.NameMagnitude, true
+	for _, n := range sortedKeys(names) {
+		if s, found := strings.CutSuffix(rest, "."+n); found && names[n] {
+			return s, n, true
 		}
 	}
 	return "", "", false
@@ -183,6 +204,10 @@ func FromTensorsWith(cfg *Config, ts []safetensors.Tensor, shapes ShapeSource) (
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	method, _, err := tuner.ForFile(cfg)
+	if err != nil {
+		return nil, err
+	}
 	a := &Adapter{Config: cfg}
 	byPath := map[string]*Module{}
 	for i := range ts {
@@ -229,7 +254,6 @@ func FromTensorsWith(cfg *Config, ts []safetensors.Tensor, shapes ShapeSource) (
 	if len(a.Modules) == 0 {
 		return nil, errors.New("the weights file holds no adapter tensors")
 	}
-	method := cfg.Method()
 	r := cfg.R
 	for _, m := range a.Modules {
 		if err := m.resolve(cfg, method, r, shapes); err != nil {
@@ -254,32 +278,18 @@ func nonFinite32(v []float32) int {
 	return -1
 }
 
-// resolve checks the module's tensors against the method and rank and sets In and Out.
-// A SingLoRA module not in module_shapes takes [out, in] from shapes.
-func (m *Module) resolve(cfg *Config, method peft.Method, r int, shapes ShapeSource) error {
+// resolve checks the module's tensors against the method and rank and sets In and Out: from
+// the tensors' shapes (tuner.Tuner.LayerShape, checked against module_shapes when it lists the
+// module), or for a method whose tensors do not determine them (SingLoRA) from module_shapes,
+// else from shapes.
+func (m *Module) resolve(cfg *Config, method tuner.Tuner, r int, shapes ShapeSource) error {
 	want := map[string]bool{}
-	switch method {
-	case peft.SingLoRA:
-		want[peft.NameSingLoRAA] = true
-		s, ok := cfg.ModuleShapes[m.Path]
-		if !ok && shapes == nil {
-			return fmt.Errorf("module %s: not listed in module_shapes: %w", m.Path, ErrNoModuleShape)
-		}
-		if !ok {
-			var err error
-			if s, err = shapes(m.Path, m.Layout); err != nil {
-				return fmt.Errorf("module %s: not listed in module_shapes, and %v", m.Path, err)
-			}
-		}
-		m.Out, m.In = s[0], s[1]
-	case peft.LoRA, peft.LoRAPlus:
-		want[peft.NameLoRAA], want[peft.NameLoRAB] = true, true
-	case peft.DoRA:
-		want[peft.NameLoRAA], want[peft.NameLoRAB], want[peft.NameMagnitude] = true, true, true
+	for _, t := range method.Tensors(m.Spec(), r) {
+		want[t.Name] = true
 	}
 	for name := range m.Tensors {
 		if !want[name] {
-			return fmt.Errorf("module %s: tensor %s does not belong to a %s adapter", m.Path, name, method)
+			return fmt.Errorf("module %s: tensor %s does not belong to a %s adapter", m.Path, name, method.Name())
 		}
 	}
 	for _, name := range sortedKeys(want) {
@@ -287,20 +297,35 @@ func (m *Module) resolve(cfg *Config, method peft.Method, r int, shapes ShapeSou
 			return fmt.Errorf("module %s: missing tensor %s", m.Path, TensorName(m.Path, name))
 		}
 	}
-	if method != peft.SingLoRA {
-		a, b := m.Tensors[peft.NameLoRAA].Shape, m.Tensors[peft.NameLoRAB].Shape
-		if len(a) != 2 || len(b) != 2 {
-			return fmt.Errorf("module %s: lora_A %v and lora_B %v must be matrices", m.Path, a, b)
+	got := map[string][]int{}
+	for name, t := range m.Tensors {
+		got[name] = t.Shape
+	}
+	outIn, err := method.LayerShape(got)
+	switch {
+	case errors.Is(err, tuner.ErrShapeNotInTensors):
+		s, ok := cfg.ModuleShapes[m.Path]
+		if !ok && shapes == nil {
+			return fmt.Errorf("module %s: not listed in module_shapes: %w", m.Path, ErrNoModuleShape)
 		}
-		m.In, m.Out = a[1], b[0]
-		if s, ok := cfg.ModuleShapes[m.Path]; ok && (s[0] != m.Out || s[1] != m.In) {
-			return fmt.Errorf("module %s: module_shapes says [out,in]=%v but lora_B/lora_A give [%d,%d]", m.Path, s, m.Out, m.In)
+		if !ok {
+			if s, err = shapes(m.Path, m.Layout); err != nil {
+				return fmt.Errorf("module %s: not listed in module_shapes, and %v", m.Path, err)
+			}
+		}
+		m.Out, m.In = s[0], s[1]
+	case err != nil:
+		return fmt.Errorf("module %s: %w", m.Path, err)
+	default:
+		m.Out, m.In = outIn[0], outIn[1]
+		if s, ok := cfg.ModuleShapes[m.Path]; ok && s != outIn {
+			return fmt.Errorf("module %s: module_shapes says [out,in]=%v but its tensors give [%d,%d]", m.Path, s, m.Out, m.In)
 		}
 	}
 	if m.In <= 0 || m.Out <= 0 {
 		return fmt.Errorf("module %s: invalid layer size in=%d out=%d", m.Path, m.In, m.Out)
 	}
-	for _, t := range peft.AdapterTensors(method, m.Spec(), r) {
+	for _, t := range method.Tensors(m.Spec(), r) {
 		got := m.Tensors[t.Name].Shape
 		if !slices.Equal(got, t.Shape) {
 			return fmt.Errorf("module %s: %s has shape %v, want %v for r=%d, in=%d, out=%d", m.Path, t.Name, got, t.Shape, r, m.In, m.Out)
@@ -311,9 +336,13 @@ func (m *Module) resolve(cfg *Config, method peft.Method, r int, shapes ShapeSou
 
 // Tensors returns the adapter's tensors as float32 safetensors tensors, modules first.
 func (a *Adapter) Tensors() ([]safetensors.Tensor, error) {
+	method, err := a.tuner()
+	if err != nil {
+		return nil, err
+	}
 	var out []safetensors.Tensor
 	for _, m := range a.Modules {
-		for _, t := range peft.AdapterTensors(a.Config.Method(), m.Spec(), a.Config.R) {
+		for _, t := range method.Tensors(m.Spec(), a.Config.R) {
 			mat := m.Tensors[t.Name]
 			if mat == nil {
 				return nil, fmt.Errorf("module %s: missing tensor %s", m.Path, t.Name)
@@ -346,11 +375,8 @@ func Save(dir string, a *Adapter) error {
 	if err != nil {
 		return err
 	}
-	if a.Config.PeftType == TypeSingLoRA {
-		a.Config.ModuleShapes = map[string][2]int{}
-		for _, m := range a.Modules {
-			a.Config.ModuleShapes[m.Path] = [2]int{m.Out, m.In}
-		}
+	if err := a.recordShapes(); err != nil {
+		return err
 	}
 	cb, err := a.Config.MarshalJSON()
 	if err != nil {
@@ -369,6 +395,30 @@ func Save(dir string, a *Adapter) error {
 		return err
 	}
 	return writeFolder(dir, map[string][]byte{ConfigFile: cb, WeightsFile: wb})
+}
+
+// recordShapes sets module_shapes to the [out, in] of the modules whose tensors do not determine
+// it (tuner.ErrShapeNotInTensors: all modules of a SingLoRA adapter), when there are such
+// modules; otherwise the config's module_shapes is left as it is.
+func (a *Adapter) recordShapes() error {
+	method, err := a.tuner()
+	if err != nil {
+		return err
+	}
+	shapes := map[string][2]int{}
+	for _, m := range a.Modules {
+		got := map[string][]int{}
+		for name, t := range m.Tensors {
+			got[name] = t.Shape
+		}
+		if _, err := method.LayerShape(got); errors.Is(err, tuner.ErrShapeNotInTensors) {
+			shapes[m.Path] = [2]int{m.Out, m.In}
+		}
+	}
+	if len(shapes) > 0 {
+		a.Config.ModuleShapes = shapes
+	}
+	return nil
 }
 
 // writeFolder writes files into dir (see Save). Errors name dir, not the temporary files.

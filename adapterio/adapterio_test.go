@@ -94,8 +94,8 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if b.Config.Method() != m {
-				t.Errorf("method %s, want %s", b.Config.Method(), m)
+			if b.Method() != m {
+				t.Errorf("method %s, want %s", b.Method(), m)
 			}
 			if b.Config.TrainedSteps != 250 && m == peft.SingLoRA {
 				t.Errorf("trained_steps %d", b.Config.TrainedSteps)
@@ -509,7 +509,7 @@ func TestSaveInvalidLeavesNothing(t *testing.T) {
 	if err := Save(dir, newAdapter(t, peft.LoRA, testSpecs, 2, 2, false, 0, 0, 10)); err != nil {
 		t.Fatal(err)
 	}
-	if b, err := Load(dir); err != nil || b.Config.Method() != peft.LoRA {
+	if b, err := Load(dir); err != nil || b.Method() != peft.LoRA {
 		t.Fatalf("overwrite: %v", err)
 	}
 }

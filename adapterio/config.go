@@ -23,6 +23,7 @@ import (
 
 	"github.com/singlora/singlora/adapterio/adapterconfig"
 	"github.com/singlora/singlora/peft"
+	"github.com/singlora/singlora/peft/tuner"
 )
 
 // File names inside an adapter folder.
@@ -46,25 +47,11 @@ type Config = adapterconfig.Config
 // ParseConfig parses and validates adapter_config.json (see adapterconfig.Parse).
 func ParseConfig(b []byte) (*Config, error) { return adapterconfig.Parse(b) }
 
-// PeftConfig converts the file config c to the training configuration.
+// PeftConfig converts the file config c to the training configuration: the common keys, and the
+// method's own as the method that claims c reads them (tuner.Tuner.FromFile). A config no
+// registered method claims gives Method "" (which Inject refuses; Load refuses it first).
 func PeftConfig(c *Config) peft.Config {
-	pc := peft.Config{
-		Method:        c.Method(),
-		Rank:          c.R,
-		Alpha:         c.LoraAlpha,
-		UseRSLoRA:     c.UseRSLoRA,
-		Dropout:       c.LoraDropout,
-		Targets:       append([]string(nil), c.TargetModules...),
-		ModulesToSave: append([]string(nil), c.ModulesToSave...),
-		Seed:          c.Seed,
-	}
-	if c.PeftType == TypeSingLoRA {
-		pc.RampSteps = c.RampUpSteps
-		pc.Init = peft.Init(c.Init)
-	} else {
-		pc.Init = peft.InitKaiming
-		pc.LoRAPlusRatio = c.LoraPlusRatio
-	}
+	_, pc, _ := tuner.ForFile(c)
 	return pc
 }
 

@@ -249,12 +249,9 @@ func ExportLoRAFolder(src, dst string) (*Adapter, error) {
 	if err != nil {
 		return nil, err
 	}
-	if a.Config.Method() == peft.DoRA {
-		return nil, fmt.Errorf("export %s: a DoRA adapter is not a plain LoRA adapter", src)
-	}
 	e, err := ExportLoRA(a)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("export %s: %w", src, err)
 	}
 	return e, Save(dst, e)
 }

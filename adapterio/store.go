@@ -14,13 +14,19 @@ import (
 	"github.com/singlora/singlora/internal/varnames"
 	"github.com/singlora/singlora/optim"
 	"github.com/singlora/singlora/peft"
+	"github.com/singlora/singlora/peft/tuner"
 )
 
 // FromStore builds an Adapter from the adapter variables of inj's targets in store, the
-// modules_to_save variables and the optimizer-step counter (saved as trained_steps).
+// modules_to_save variables and the optimizer-step counter (saved as trained_steps); the method
+// writes its own keys into the config (tuner.Tuner.ToFile).
 func FromStore(inj *peft.Injection, store *model.Store, baseModel string) (*Adapter, error) {
 	if inj == nil || !inj.Config.Method.HasAdapter() {
 		return nil, fmt.Errorf("save adapter: no adapter method (nil injection or method without adapter)")
+	}
+	method, err := tuner.Lookup(inj.Config.Method)
+	if err != nil {
+		return nil, fmt.Errorf("save adapter: %w", err)
 	}
 	pc := inj.Config
 	cfg := &Config{
@@ -41,22 +47,7 @@ func FromStore(inj *peft.Injection, store *model.Store, baseModel string) (*Adap
 		}
 		cfg.TrainedSteps = tensors.ToScalar[int64](t)
 	}
-	switch pc.Method {
-	case peft.SingLoRA:
-		cfg.PeftType = TypeSingLoRA
-		cfg.RampUpSteps = pc.RampSteps
-		cfg.Init = string(pc.Init)
-		if cfg.Init == "" {
-			cfg.Init = string(pc.DefaultInit())
-		}
-	case peft.LoRA, peft.LoRAPlus, peft.DoRA:
-		cfg.PeftType = TypeLoRA
-		cfg.UseDora = pc.Method == peft.DoRA
-		cfg.Bias = "none"
-		if pc.Method == peft.LoRAPlus {
-			cfg.LoraPlusRatio = pc.LoRAPlusLambda()
-		}
-	}
+	method.ToFile(pc, cfg)
 	a := &Adapter{Config: cfg}
 	targets := inj.Targets()
 	nInOut := 0
@@ -71,7 +62,7 @@ func FromStore(inj *peft.Injection, store *model.Store, baseModel string) (*Adap
 			cfg.InOutModules = append(cfg.InOutModules, spec.Path)
 		}
 		m := &Module{Path: spec.Path, In: spec.In, Out: spec.Out, Layout: spec.Layout, Tensors: map[string]*Matrix{}}
-		for _, t := range peft.AdapterTensors(pc.Method, spec, pc.Rank) {
+		for _, t := range method.Tensors(spec, pc.Rank) {
 			v := store.GetVariable(spec.ScopePath() + "/" + t.Name)
 			if v == nil {
 				return nil, fmt.Errorf("save adapter: module %s has no variable %s (was Attach called?)", spec.Path, t.Name)

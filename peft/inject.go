@@ -2,43 +2,29 @@ package peft
 
 import (
 	"fmt"
-	"regexp"
 	"sort"
 	"strings"
 
-	"github.com/singlora/singlora/peft/peftdef"
+	"github.com/singlora/singlora/peft/tuner"
 )
 
 // Layout says how a linear layer's weight is stored (defined in peftdef).
-type Layout = peftdef.Layout
+type Layout = tuner.Layout
 
 // The layouts: OutIn is PyTorch nn.Linear's [out, in]; InOut is GPT-2 Conv1D's [in, out].
 const (
-	OutIn = peftdef.OutIn
-	InOut = peftdef.InOut
+	OutIn = tuner.OutIn
+	InOut = tuner.InOut
 )
 
-// LinearSpec describes one adaptable linear layer of a model.
-type LinearSpec struct {
-	// Path is the module path, e.g. "encoder.layer.0.attention.self.query". The layer's weight is
-	// the variable "weight" in the scope "/"+strings.ReplaceAll(Path, ".", "/"), and in a
-	// checkpoint the tensor Path+".weight".
-	Path    string
-	In, Out int
-	Bias    bool
-	Layout  Layout
-}
-
-// ScopePath returns the GoMLX scope path of the module's variables.
-func (s LinearSpec) ScopePath() string { return ModuleScope(s.Path) }
+// LinearSpec describes one adaptable linear layer of a model (see tuner.LinearSpec).
+type LinearSpec = tuner.LinearSpec
 
 // ModuleScope converts a module path ("a.b.0.c") to its scope path ("/a/b/0/c").
-func ModuleScope(path string) string { return "/" + strings.ReplaceAll(path, ".", "/") }
+func ModuleScope(path string) string { return tuner.ModuleScope(path) }
 
 // ScopeModule converts a scope path ("/a/b/0/c") to its module path ("a.b.0.c").
-func ScopeModule(scope string) string {
-	return strings.ReplaceAll(strings.TrimPrefix(scope, "/"), "/", ".")
-}
+func ScopeModule(scope string) string { return tuner.ScopeModule(scope) }
 
 // Injection is an adapter method resolved against a model's linear layers: which layers carry an
 // adapter, with what configuration. A nil *Injection means "no adapters": [Linear] then computes
@@ -53,34 +39,25 @@ type Injection struct {
 }
 
 // AllLinear is the target pattern that selects every linear layer the model lists.
-const AllLinear = peftdef.AllLinear
+const AllLinear = tuner.AllLinear
 
 // MatchModule reports whether module path p matches pattern: AllLinear, the exact path, a dotted
 // suffix, or "re:<regexp>" matching the whole path.
-func MatchModule(pattern, p string) (bool, error) {
-	switch {
-	case pattern == AllLinear:
-		return true, nil
-	case strings.HasPrefix(pattern, "re:"):
-		re, err := regexp.Compile("^(?:" + strings.TrimPrefix(pattern, "re:") + ")$")
-		if err != nil {
-			return false, fmt.Errorf("target pattern %q: %w", pattern, err)
-		}
-		return re.MatchString(p), nil
-	default:
-		return p == pattern || strings.HasSuffix(p, "."+pattern), nil
-	}
-}
+func MatchModule(pattern, p string) (bool, error) { return tuner.MatchModule(pattern, p) }
 
-// Inject resolves cfg's target patterns against the model's linear layers. Every pattern must
-// match at least one layer; an unmatched pattern is an error that lists the available modules.
+// Inject resolves cfg's target patterns against the model's linear layers, after filling in the
+// method's defaults (its default init; tuner.Tuner.Defaults) and validating cfg. Every pattern
+// must match at least one layer; an unmatched pattern is an error that lists the available
+// modules. A method without adapter tensors adapts no layer.
 func Inject(cfg Config, modules []LinearSpec) (*Injection, error) {
+	t, err := tuner.Lookup(cfg.Method)
+	if err != nil {
+		return nil, fmt.Errorf("peft config: %w", err)
+	}
 	if cfg.Init == "" {
 		cfg.Init = cfg.DefaultInit()
 	}
-	if cfg.Method == LoRAPlus && cfg.LoRAPlusRatio == 0 {
-		cfg.LoRAPlusRatio = DefaultLoRAPlusRatio
-	}
+	t.Defaults(&cfg)
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -94,7 +71,7 @@ func Inject(cfg Config, modules []LinearSpec) (*Injection, error) {
 			return nil, fmt.Errorf("linear module %q has invalid shape in=%d out=%d", m.Path, m.In, m.Out)
 		}
 	}
-	if !cfg.Method.HasAdapter() {
+	if !tuner.HasAdapter(cfg.Method) {
 		return inj, nil
 	}
 	for _, pat := range cfg.Targets {
@@ -168,3 +145,6 @@ func (inj *Injection) ModuleNames() []string {
 	sort.Strings(names)
 	return names
 }
+
+// method returns the registered method of inj's config.
+func (inj *Injection) method() (tuner.Tuner, error) { return tuner.Lookup(inj.Config.Method) }

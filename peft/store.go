@@ -10,6 +10,7 @@ import (
 
 	"github.com/singlora/singlora/internal/varnames"
 	"github.com/singlora/singlora/optim"
+	"github.com/singlora/singlora/peft/tuner"
 )
 
 // Attach prepares store for training or inference with inj: it creates each target's adapter
@@ -21,8 +22,13 @@ func (inj *Injection) Attach(store *model.Store) error {
 	if inj == nil {
 		return nil
 	}
+	method, err := inj.method()
+	if err != nil {
+		return fmt.Errorf("attach adapter: %w", err)
+	}
 	optim.StepVar(store)
 	for _, spec := range inj.Targets() {
+		specs := method.Tensors(spec, inj.Config.Rank)
 		scope := spec.ScopePath()
 		wVar := store.GetVariable(scope + "/weight")
 		if wVar == nil {
@@ -35,16 +41,8 @@ func (inj *Injection) Attach(store *model.Store) error {
 		if got := wVar.Shape().Dimensions; !equalInts(got, wantShape) {
 			return fmt.Errorf("attach adapter to %s: weight shape %v, model lists [%d,%d] (layout %s)", spec.Path, got, wantShape[0], wantShape[1], spec.Layout)
 		}
-		var norms []float32
-		if inj.Config.Method == DoRA {
-			w, err := Float32Values(wVar)
-			if err != nil {
-				return fmt.Errorf("attach dora to %s: %w", spec.Path, err)
-			}
-			norms = RowNorms(w, spec)
-		}
 		missing := false
-		for _, t := range AdapterTensors(inj.Config.Method, spec, inj.Config.Rank) {
+		for _, t := range specs {
 			if v := store.GetVariable(scope + "/" + t.Name); v != nil {
 				if !equalInts(v.Shape().Dimensions, t.Shape) {
 					return fmt.Errorf("adapter tensor %s.%s has shape %v, want %v", spec.Path, t.Name, v.Shape().Dimensions, t.Shape)
@@ -56,11 +54,11 @@ func (inj *Injection) Attach(store *model.Store) error {
 		if !missing {
 			continue
 		}
-		vals, err := InitialValues(inj.Config, spec, norms)
+		vals, err := method.Init(inj.Config, spec, func() ([]float32, error) { return Float32Values(wVar) })
 		if err != nil {
 			return err
 		}
-		for _, t := range AdapterTensors(inj.Config.Method, spec, inj.Config.Rank) {
+		for _, t := range specs {
 			if store.GetVariable(scope+"/"+t.Name) != nil {
 				continue
 			}
@@ -83,56 +81,24 @@ func (inj *Injection) Attach(store *model.Store) error {
 	return nil
 }
 
-// IsAdapterVariable reports whether a store variable path is an adapter tensor.
-func IsAdapterVariable(path string) bool {
-	_, name := model.SplitPath(path)
-	switch name {
-	case NameSingLoRAA, NameLoRAA, NameLoRAB, NameMagnitude:
-		return true
-	}
-	return false
-}
+// IsAdapterVariable reports whether a store variable path is an adapter tensor: its name is one
+// of a registered method's adapter tensors (tuner.IsAdapterTensor).
+func IsAdapterVariable(path string) bool { return tuner.IsAdapterTensor(tuner.VarName(path)) }
 
-// IsModuleToSave reports whether a variable path lies in a scope matched by cfg.ModulesToSave.
-func (c Config) IsModuleToSave(path string) bool {
-	scope, _ := model.SplitPath(path)
-	mod := ScopeModule(scope)
-	for _, pat := range c.ModulesToSave {
-		// Match the scope or any of its parents.
-		for p := mod; p != ""; {
-			if ok, _ := MatchModule(pat, p); ok && pat != AllLinear {
-				return true
-			}
-			i := strings.LastIndex(p, ".")
-			if i < 0 {
-				break
-			}
-			p = p[:i]
-		}
-	}
-	return false
-}
-
-// SetTrainable sets every float variable's trainability for the method: adapter tensors (and
-// ModulesToSave) trainable, the base frozen; Full trains every float variable; Frozen only
-// ModulesToSave. Internal variables (optimizer state, counters, RNG) are never trainable.
+// SetTrainable sets every float variable's trainability for the method: ModulesToSave train, and
+// otherwise the method decides (tuner.Tuner.Trainable): an adapter method trains its tensors and
+// freezes the base, Full trains every float variable, Frozen none. Internal variables (optimizer
+// state, counters, RNG; see varnames.IsBookkeeping) and non-float ones never train. An
+// unregistered method trains only ModulesToSave.
 func (inj *Injection) SetTrainable(store *model.Store) {
+	method, err := inj.method()
 	for v := range store.IterVariables() {
 		p := v.Path()
 		if varnames.IsBookkeeping(p) || !v.DType().IsFloat() {
 			v.SetTrainable(false)
 			continue
 		}
-		var train bool
-		switch {
-		case inj.Config.IsModuleToSave(p):
-			train = true
-		case inj.Config.Method == Full:
-			train = true
-		case inj.Config.Method.HasAdapter():
-			train = IsAdapterVariable(p)
-		}
-		v.SetTrainable(train)
+		v.SetTrainable(inj.Config.IsModuleToSave(p) || err == nil && method.Trainable(p))
 	}
 }
 
@@ -224,18 +190,23 @@ func (r Report) String() string {
 	return sb.String()
 }
 
-// OptimizerGroups returns the optimizer's per-variable groups for this method: LoRA+ gives
-// lora_B the learning rate λ·lr; biases, norms and DoRA's magnitude get no weight decay; every
-// other trainable variable gets weightDecay.
+// OptimizerGroups returns the optimizer's per-variable groups for this method. Every variable
+// starts in the group "default" with the base learning rate and weightDecay, except that
+// biases, normalisation weights (varnames.IsNormalization) and vectors get no weight decay; the
+// method then adjusts it (tuner.Tuner.Group): LoRA+ gives lora_B the learning rate λ·lr, DoRA's
+// magnitude gets no weight decay. A nil inj leaves the defaults.
 func (inj *Injection) OptimizerGroups(weightDecay float64) func(v *model.Variable) optim.Group {
+	var method tuner.Tuner
+	if inj != nil {
+		method, _ = inj.method()
+	}
 	return func(v *model.Variable) optim.Group {
 		g := optim.Group{Name: "default", LRMultiplier: 1, WeightDecay: weightDecay}
-		name := v.Name()
-		if inj != nil && inj.Config.Method == LoRAPlus && name == NameLoRAB {
-			g.Name, g.LRMultiplier = "lora_B (LoRA+)", inj.Config.LoRAPlusLambda()
-		}
-		if name == NameMagnitude || name == "bias" || varnames.IsNormalization(v.Path()) || v.Shape().Rank() < 2 {
+		if v.Name() == "bias" || varnames.IsNormalization(v.Path()) || v.Shape().Rank() < 2 {
 			g.WeightDecay = 0
+		}
+		if method != nil {
+			method.Group(inj.Config, v, &g)
 		}
 		return g
 	}

@@ -14,6 +14,10 @@
 // ("peft_type": "LORA", "use_dora": true for DoRA, "bias": "none", "init_lora_weights": true);
 // LoRA+ is recorded by "loraplus_lr_ratio" (informational for PEFT, which ignores the key).
 // Unknown keys of a parsed config are kept and written back by MarshalJSON.
+//
+// This package knows the keys, not the methods: which method a config describes, and which keys
+// a method writes, are each method's own (peft/tuner's Tuner.FromFile and ToFile). A method with
+// a peft_type of its own registers it (RegisterType) and keeps its keys in Config.Extra.
 package adapterconfig
 
 import (
@@ -21,7 +25,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
+	"sync"
 
 	"github.com/singlora/singlora/peft/peftdef"
 	"github.com/singlora/singlora/safetensors"
@@ -33,11 +39,48 @@ const (
 	WeightsFile = "adapter_model.safetensors"
 )
 
-// PEFT types.
+// PEFT types: the two this package writes keys for. Other methods register theirs (RegisterType).
 const (
 	TypeSingLoRA = "SINGLORA"
 	TypeLoRA     = "LORA"
 )
+
+// peftTypes are the accepted peft_type values, in registration order.
+var peftTypes struct {
+	sync.RWMutex
+	list []string
+}
+
+// RegisterType makes Parse and Validate accept peft_type t (registering a type twice is a no-op).
+// tuner.Register calls it for each method's type; SINGLORA and LORA are always accepted. A
+// registered type other than those two is written with the common keys, trained_steps (when
+// non-zero), module_shapes (when non-empty) and Extra, where its method keeps its own keys.
+func RegisterType(t string) {
+	peftTypes.Lock()
+	defer peftTypes.Unlock()
+	if len(peftTypes.list) == 0 {
+		peftTypes.list = []string{TypeSingLoRA, TypeLoRA}
+	}
+	if !slices.Contains(peftTypes.list, t) {
+		peftTypes.list = append(peftTypes.list, t)
+	}
+}
+
+// knownType reports whether peft_type t is accepted; the string lists the accepted ones.
+func knownType(t string) (bool, string) {
+	peftTypes.RLock()
+	defer peftTypes.RUnlock()
+	list := peftTypes.list
+	if len(list) == 0 {
+		list = []string{TypeSingLoRA, TypeLoRA}
+	}
+	q := make([]string, len(list))
+	for i, s := range list {
+		q[i] = fmt.Sprintf("%q", s)
+	}
+	want := strings.Join(q[:len(q)-1], ", ") + " or " + q[len(q)-1]
+	return slices.Contains(list, t), want
+}
 
 // Config is adapter_config.json.
 type Config struct {
@@ -82,19 +125,6 @@ var knownKeys = map[string]bool{
 	"base_model_name_or_path": true, "task_type": true, "ramp_up_steps": true, "trained_steps": true,
 	"init": true, "module_shapes": true, "in_out_modules": true, "use_dora": true, "bias": true,
 	"init_lora_weights": true, "loraplus_lr_ratio": true, "seed": true,
-}
-
-// Method returns the peft method the config describes.
-func (c *Config) Method() peftdef.Method {
-	switch {
-	case c.PeftType == TypeSingLoRA:
-		return peftdef.SingLoRA
-	case c.UseDora:
-		return peftdef.DoRA
-	case c.LoraPlusRatio > 0:
-		return peftdef.LoRAPlus
-	}
-	return peftdef.LoRA
 }
 
 // Scale is the adapter scaling: lora_alpha/r, or lora_alpha/√r with use_rslora.
@@ -159,7 +189,7 @@ func (c *Config) MarshalJSON() ([]byte, error) {
 			shapes[k] = []int{v[0], v[1]}
 		}
 		m["module_shapes"] = shapes
-	} else {
+	} else if c.PeftType == TypeLoRA {
 		m["use_dora"] = c.UseDora
 		bias := c.Bias
 		if bias == "" {
@@ -174,9 +204,15 @@ func (c *Config) MarshalJSON() ([]byte, error) {
 		if c.LoraPlusRatio > 0 {
 			m["loraplus_lr_ratio"] = c.LoraPlusRatio
 		}
-		if c.TrainedSteps > 0 {
-			m["trained_steps"] = c.TrainedSteps
+	} else if len(c.ModuleShapes) > 0 { // a registered type: its keys are in Extra
+		shapes := map[string][]int{}
+		for k, v := range c.ModuleShapes {
+			shapes[k] = []int{v[0], v[1]}
 		}
+		m["module_shapes"] = shapes
+	}
+	if c.PeftType != TypeSingLoRA && c.TrainedSteps > 0 {
+		m["trained_steps"] = c.TrainedSteps
 	}
 	if len(c.InOutModules) > 0 {
 		m["in_out_modules"] = c.InOutModules
@@ -229,8 +265,8 @@ func Parse(b []byte) (*Config, error) {
 	if err := get("peft_type", &c.PeftType, true); err != nil {
 		return nil, err
 	}
-	if c.PeftType != TypeSingLoRA && c.PeftType != TypeLoRA {
-		return nil, fmt.Errorf("%s: unsupported peft_type %q (want %q or %q)", ConfigFile, c.PeftType, TypeSingLoRA, TypeLoRA)
+	if ok, want := knownType(c.PeftType); !ok {
+		return nil, fmt.Errorf("%s: unsupported peft_type %q (want %s)", ConfigFile, c.PeftType, want)
 	}
 	sing := c.PeftType == TypeSingLoRA
 	var targets json.RawMessage
@@ -301,8 +337,8 @@ func Parse(b []byte) (*Config, error) {
 // adapters are applied in: lora_alpha and the scaling it gives (lora_alpha/r or
 // lora_alpha/sqrt(r)) must be finite and non-zero once rounded to float32.
 func (c *Config) Validate() error {
-	if c.PeftType != TypeSingLoRA && c.PeftType != TypeLoRA {
-		return fmt.Errorf("adapter config: unsupported peft_type %q (want %q or %q)", c.PeftType, TypeSingLoRA, TypeLoRA)
+	if ok, want := knownType(c.PeftType); !ok {
+		return fmt.Errorf("adapter config: unsupported peft_type %q (want %s)", c.PeftType, want)
 	}
 	if c.R <= 0 {
 		return fmt.Errorf("adapter config: r must be ≥ 1, got %d", c.R)

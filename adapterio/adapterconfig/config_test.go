@@ -5,8 +5,6 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
-
-	"github.com/singlora/singlora/peft/peftdef"
 )
 
 const singloraJSON = `{"peft_type":"SINGLORA","r":2,"lora_alpha":4,"target_modules":["query"],"ramp_up_steps":10,
@@ -36,8 +34,8 @@ func TestParseRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Method() != peftdef.SingLoRA || c.Scale() != 2 || c.Ramp() != 0.5 || c.ModuleShapes["enc.query"] != [2]int{6, 4} {
-		t.Fatalf("parsed %+v (method %s, scale %v, ramp %v)", c, c.Method(), c.Scale(), c.Ramp())
+	if c.PeftType != TypeSingLoRA || c.Scale() != 2 || c.Ramp() != 0.5 || c.ModuleShapes["enc.query"] != [2]int{6, 4} {
+		t.Fatalf("parsed %+v (peft_type %s, scale %v, ramp %v)", c, c.PeftType, c.Scale(), c.Ramp())
 	}
 	b, err := c.MarshalJSON()
 	if err != nil {

@@ -28,9 +28,18 @@ func FuzzParseConfig(f *testing.F) {
 		if err != nil {
 			t.Fatalf("re-parse of %s: %v", out, err)
 		}
-		if c2.R != c.R || c2.PeftType != c.PeftType || c2.Method() != c.Method() || c2.Scale() != c.Scale() ||
+		if c2.R != c.R || c2.PeftType != c.PeftType || loraVariant(c2) != loraVariant(c) || c2.Scale() != c.Scale() ||
 			c.PeftType == TypeSingLoRA && (c2.TrainedSteps != c.TrainedSteps || c2.Ramp() != c.Ramp() || len(c2.ModuleShapes) != len(c.ModuleShapes)) {
 			t.Fatalf("round trip changed the config:\n%s\n→\n%s", data, out)
 		}
 	})
+}
+
+// loraVariant is what tells LoRA, LoRA+ and DoRA apart in a LORA config (use_dora, and
+// loraplus_lr_ratio > 0); other types have none.
+func loraVariant(c *Config) [2]bool {
+	if c.PeftType != TypeLoRA {
+		return [2]bool{}
+	}
+	return [2]bool{c.UseDora, c.LoraPlusRatio > 0}
 }

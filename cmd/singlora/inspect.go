@@ -55,7 +55,7 @@ func runInspect(args []string, w io.Writer) error {
 	}
 	c := a.Config
 	fmt.Fprintf(w, "adapter:      %s\n", p)
-	fmt.Fprintf(w, "method:       %s (peft_type %s)\n", c.Method(), c.PeftType)
+	fmt.Fprintf(w, "method:       %s (peft_type %s)\n", a.Method(), c.PeftType)
 	fmt.Fprintf(w, "rank:         %d\n", c.R)
 	fmt.Fprintf(w, "alpha:        %g\n", c.LoraAlpha)
 	mode := "alpha/r"

@@ -8,12 +8,14 @@ package peftdef
 import (
 	"fmt"
 	"math"
+	"sync"
 )
 
 // Method names an adaptation method.
 type Method string
 
-// The methods singlora offers.
+// The methods singlora offers; each is implemented and registered by its own package under peft
+// (see package peft/tuner).
 const (
 	// SingLoRA: W = W0 + s·u(t)·A[:out]·A[:in]ᵀ, one matrix A ∈ ℝ^{max(in,out)×r}.
 	SingLoRA Method = "singlora"
@@ -29,9 +31,32 @@ const (
 	Frozen Method = "frozen"
 )
 
-// HasAdapter reports whether the method adds adapter weights to the targeted layers.
+// adapterMethods records, for each registered method, whether it adds adapter tensors. It is
+// filled by tuner.Register, which sees the implementations; this package only keeps the answer,
+// so that code without the graph engine can ask Method.HasAdapter.
+var adapterMethods struct {
+	sync.RWMutex
+	m map[Method]bool
+}
+
+// Declare records whether method m adds adapter tensors (see HasAdapter). tuner.Register calls
+// it for every method it registers; there is no need to call it otherwise.
+func Declare(m Method, hasAdapter bool) {
+	adapterMethods.Lock()
+	defer adapterMethods.Unlock()
+	if adapterMethods.m == nil {
+		adapterMethods.m = map[Method]bool{}
+	}
+	adapterMethods.m[m] = hasAdapter
+}
+
+// HasAdapter reports whether the method adds adapter weights to the targeted layers: true for a
+// registered method with adapter tensors (SingLoRA, LoRA, LoRA+, DoRA), false for Full, Frozen
+// and names no method registered (in a program that links no method, every name).
 func (m Method) HasAdapter() bool {
-	return m == SingLoRA || m == LoRA || m == LoRAPlus || m == DoRA
+	adapterMethods.RLock()
+	defer adapterMethods.RUnlock()
+	return adapterMethods.m[m]
 }
 
 // Init names how adapter weights are initialised.

@@ -1,0 +1,155 @@
+package tuner
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+
+	"github.com/gomlx/gomlx/ml/model"
+
+	"github.com/singlora/singlora/peft/peftdef"
+)
+
+// Config configures an adapter method and where it applies.
+type Config struct {
+	Method Method `json:"method"`
+	// Rank r of the adapter.
+	Rank int `json:"r"`
+	// Alpha is the scaling numerator: the adapter is scaled by Alpha/Rank (or Alpha/√Rank with UseRSLoRA).
+	Alpha float64 `json:"lora_alpha"`
+	// UseRSLoRA scales by Alpha/√Rank (rank-stabilised LoRA) instead of Alpha/Rank.
+	UseRSLoRA bool `json:"use_rslora"`
+	// RampSteps is T in u(t) = min(t/T, 1), t the optimizer steps taken, for methods whose update
+	// ramps up (Tuner.UsesRamp: SingLoRA). 0 = no ramp (u ≡ 1).
+	RampSteps int64 `json:"ramp_up_steps"`
+	// Init selects the adapter initialisation ("" picks the method's default, Tuner.Inits()[0]).
+	Init Init `json:"init"`
+	// Dropout is the dropout rate applied to the adapter's input while training (0 = none).
+	Dropout float64 `json:"lora_dropout"`
+	// Targets selects the linear layers to adapt: "all-linear", an exact module path, a dotted
+	// suffix ("query" matches "encoder.layer.0.attention.self.query"), or a regular expression
+	// prefixed with "re:" that must match the whole path.
+	Targets []string `json:"target_modules"`
+	// ModulesToSave are scope patterns (same syntax as Targets, matched against variable scopes)
+	// whose variables stay trainable and are saved with the adapter, e.g. a classification head.
+	ModulesToSave []string `json:"modules_to_save,omitempty"`
+	// LoRAPlusRatio is λ in LoRA+ (η_B = λ·η_A); 0 means the method's default (16).
+	LoRAPlusRatio float64 `json:"loraplus_lr_ratio,omitempty"`
+	// Seed seeds the adapter initialisation; each module derives its own stream from it and its path.
+	Seed uint64 `json:"seed"`
+}
+
+// DefaultConfig returns the paper's defaults for method m: r = α = 8, all linear layers, T = 0
+// (set RampSteps for a ramp; the trainer sets it from a fraction of the total steps), the
+// method's default init and its own defaults (Tuner.Defaults). An unknown m gets the common
+// defaults only (Validate then names it).
+func DefaultConfig(m Method) Config {
+	c := Config{Method: m, Rank: 8, Alpha: 8, Targets: []string{AllLinear}}
+	c.Init = c.DefaultInit()
+	if t, err := Lookup(m); err == nil {
+		t.Defaults(&c)
+	}
+	return c
+}
+
+// DefaultInit is the method's default initialisation (the first of Tuner.Inits; "" for methods
+// without adapter tensors and for unknown methods).
+func (c Config) DefaultInit() Init {
+	t, err := Lookup(c.Method)
+	if err != nil || len(t.Inits()) == 0 {
+		return ""
+	}
+	return t.Inits()[0]
+}
+
+// Scale returns the adapter scaling s: Alpha/Rank, or Alpha/√Rank with UseRSLoRA.
+func (c Config) Scale() float64 { return peftdef.Scale(c.Alpha, c.Rank, c.UseRSLoRA) }
+
+// Ramp returns u(t) = min(t/T, 1) for t optimizer steps taken (1 when RampSteps is 0).
+func (c Config) Ramp(t int64) float64 { return peftdef.Ramp(c.RampSteps, t) }
+
+// Validate checks the configuration, filling in nothing: the method is registered; for methods
+// with adapter tensors, the common fields are in range, the init is one the method accepts, the
+// method's own checks (Tuner.Validate) pass, and targets are given.
+func (c Config) Validate() error {
+	t, err := Lookup(c.Method)
+	if err != nil {
+		return fmt.Errorf("peft config: %w", err)
+	}
+	if !HasAdapter(c.Method) {
+		return nil
+	}
+	if c.Rank <= 0 {
+		return fmt.Errorf("peft config: rank must be ≥ 1, got %d", c.Rank)
+	}
+	if err := peftdef.CheckScale(c.Alpha, c.Rank, c.UseRSLoRA); err != nil {
+		return fmt.Errorf("peft config: %w", err)
+	}
+	if c.RampSteps < 0 {
+		return fmt.Errorf("peft config: ramp_up_steps must be ≥ 0, got %d", c.RampSteps)
+	}
+	if c.Dropout < 0 || c.Dropout >= 1 || math.IsNaN(c.Dropout) {
+		return fmt.Errorf("peft config: dropout must be in [0, 1), got %v", c.Dropout)
+	}
+	if c.LoRAPlusRatio < 0 {
+		return fmt.Errorf("peft config: loraplus_lr_ratio must be > 0, got %v", c.LoRAPlusRatio)
+	}
+	if err := checkInit(t, c.Init); err != nil {
+		return fmt.Errorf("peft config: %w", err)
+	}
+	if err := t.Validate(c); err != nil {
+		return fmt.Errorf("peft config: %w", err)
+	}
+	if len(c.Targets) == 0 {
+		return fmt.Errorf("peft config: no target modules given (use \"all-linear\" for every linear layer)")
+	}
+	return nil
+}
+
+// checkInit accepts "" and the inits t lists; the error for another names the methods it belongs
+// to, if any, and the ones t accepts.
+func checkInit(t Tuner, init Init) error {
+	if init == "" || slices.Contains(t.Inits(), init) {
+		return nil
+	}
+	accepts := fmt.Sprintf("%s accepts %s", t.Name(), joinInits(t.Inits()))
+	var owners []string
+	for _, o := range All() {
+		if slices.Contains(o.Inits(), init) {
+			owners = append(owners, string(o.Name()))
+		}
+	}
+	if len(owners) > 0 {
+		return fmt.Errorf("init %q is for %s, not %s (%s)", init, strings.Join(owners, ", "), t.Name(), accepts)
+	}
+	return fmt.Errorf("unknown init %q (%s)", init, accepts)
+}
+
+func joinInits(inits []Init) string {
+	s := make([]string, len(inits))
+	for i, x := range inits {
+		s[i] = string(x)
+	}
+	return orList(s)
+}
+
+// IsModuleToSave reports whether a variable path lies in a scope matched by c.ModulesToSave.
+func (c Config) IsModuleToSave(path string) bool {
+	scope, _ := model.SplitPath(path)
+	mod := ScopeModule(scope)
+	for _, pat := range c.ModulesToSave {
+		// Match the scope or any of its parents.
+		for p := mod; p != ""; {
+			if ok, _ := MatchModule(pat, p); ok && pat != AllLinear {
+				return true
+			}
+			i := strings.LastIndex(p, ".")
+			if i < 0 {
+				break
+			}
+			p = p[:i]
+		}
+	}
+	return false
+}
