@@ -302,7 +302,7 @@ func (c *Config) PeftConfig(totalSteps int64) (peft.Config, error) {
 	if c.LoRAPlusRatio > 0 {
 		pc.LoRAPlusRatio = c.LoRAPlusRatio
 	}
-	if m == peft.SingLoRA {
+	if peft.UsesRamp(m) {
 		if pc.RampSteps, err = resolveSteps(c.Ramp, totalSteps, "ramp"); err != nil {
 			return pc, err
 		}

@@ -9,6 +9,7 @@ import (
 	"github.com/singlora/singlora/backend"
 	"github.com/singlora/singlora/demo"
 	"github.com/singlora/singlora/internal/fetch"
+	"github.com/singlora/singlora/peft"
 )
 
 func init() {
@@ -29,7 +30,7 @@ func runDemo(args []string) error {
 	rank := fs.Int("rank", 8, "adapter rank r (α = r)")
 	headLR := fs.Float64("head-lr", 1e-2, "learning rate of the classification head")
 	seed := fs.Uint64("seed", 1, "seed for the split, initialisation and data order")
-	methods := fs.String("methods", "frozen,lora,singlora", "comma-separated methods to run (frozen, lora, singlora, loraplus, dora, full)")
+	methods := fs.String("methods", "frozen,lora,singlora", "comma-separated methods to run, of "+peft.MethodList())
 	quiet := fs.Bool("quiet", false, "log lines instead of a progress bar")
 	maxTrain := fs.Int("max-train", 0, "use at most this many training sentences (0: all; for quick checks)")
 	if err := fs.Parse(args); err != nil {

@@ -10,12 +10,13 @@ import (
 
 	"github.com/singlora/singlora/backend"
 	"github.com/singlora/singlora/finetune"
+	"github.com/singlora/singlora/peft"
 )
 
 func init() {
 	register(&command{
 		Name:    "train",
-		Summary: "fine-tune on a data file (JSONL/CSV) with singlora, lora, loraplus, dora, full or frozen",
+		Summary: "fine-tune on a data file (JSONL/CSV) with " + peft.MethodList(),
 		Usage: `singlora train --data train.jsonl --method singlora --lr 1e-3 --run runs/s1
 singlora train --config run.yaml --lr 5e-4
 singlora train --resume runs/s1`,
@@ -53,7 +54,7 @@ func runTrain(args []string) error {
 	fs.Float64Var(&c.ValFraction, "val-fraction", d.ValFraction, "fraction of --data held out for validation when --val is not given")
 	fs.StringVar(&c.TextColumn, "text-column", "", "text column (default text)")
 	fs.StringVar(&c.LabelColumn, "label-column", "", "label column (default label)")
-	fs.StringVar(&c.Method, "method", d.Method, "singlora, lora, loraplus, dora, full or frozen")
+	fs.StringVar(&c.Method, "method", d.Method, peft.MethodList())
 	fs.IntVar(&c.Rank, "rank", d.Rank, "adapter rank r")
 	fs.Float64Var(&c.Alpha, "alpha", d.Alpha, "adapter α (scale α/r)")
 	fs.BoolVar(&c.RSLoRA, "rslora", false, "scale by α/√r")
