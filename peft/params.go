@@ -36,11 +36,7 @@ func AdapterTensors(m Method, s LinearSpec, r int) []AdapterTensor {
 func AdapterParams(m Method, s LinearSpec, r int) int {
 	n := 0
 	for _, t := range AdapterTensors(m, s, r) {
-		k := 1
-		for _, d := range t.Shape {
-			k *= d
-		}
-		n += k
+		n += shapeSize(t.Shape)
 	}
 	return n
 }

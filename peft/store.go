@@ -54,13 +54,16 @@ func (inj *Injection) Attach(store *model.Store) error {
 		if !missing {
 			continue
 		}
-		vals, err := method.Init(inj.Config, spec, func() ([]float32, error) { return Float32Values(wVar) })
+		vals, err := InitialValues(inj.Config, spec, func() ([]float32, error) { return Float32Values(wVar) })
 		if err != nil {
 			return err
 		}
 		for _, t := range specs {
 			if store.GetVariable(scope+"/"+t.Name) != nil {
 				continue
+			}
+			if n := shapeSize(t.Shape); len(vals[t.Name]) != n {
+				return fmt.Errorf("attach %s adapter to %s: the method initialised %s with %d values, its shape %v holds %d", inj.Config.Method, spec.Path, t.Name, len(vals[t.Name]), t.Shape, n)
 			}
 			var tensor *tensors.Tensor
 			if wVar.DType() == dtypes.Float64 { // float64 models (reference tests) get float64 adapters
@@ -121,6 +124,14 @@ func Float32Values(v *model.Variable) ([]float32, error) {
 		return out, nil
 	}
 	return nil, fmt.Errorf("variable %s: dtype %s not supported here", v.Path(), t.DType())
+}
+
+func shapeSize(shape []int) int {
+	n := 1
+	for _, d := range shape {
+		n *= d
+	}
+	return n
 }
 
 func equalInts(a, b []int) bool {

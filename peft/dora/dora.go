@@ -46,7 +46,7 @@ func (method) Tensors(s tuner.LinearSpec, r int) []tuner.TensorSpec {
 	return append(lora.Tensors(s, r), tuner.TensorSpec{Name: NameMagnitude, Shape: []int{s.Out}, NoWeightSuffix: true})
 }
 
-// Init initialises A and B as LoRA does and the magnitude to ‖W0‖ per output (RowNorms of base).
+// Init initialises A and B as LoRA does and the magnitude to ‖W0‖ per output (rowNorms of base).
 func (method) Init(c tuner.Config, s tuner.LinearSpec, base func() ([]float32, error)) (map[string][]float32, error) {
 	if base == nil {
 		return nil, fmt.Errorf("dora init of %s: the magnitude starts at ‖W0‖ per output, but no base weight was given", s.Path)
@@ -59,13 +59,13 @@ func (method) Init(c tuner.Config, s tuner.LinearSpec, base func() ([]float32, e
 		return nil, fmt.Errorf("dora init of %s: base weight has %d values, want %d×%d", s.Path, len(w), s.Out, s.In)
 	}
 	vals := lora.InitValues(c, s)
-	vals[NameMagnitude] = RowNorms(w, s)
+	vals[NameMagnitude] = rowNorms(w, s)
 	return vals, nil
 }
 
-// RowNorms returns ‖W0[o,:]‖ for each output o of a weight stored in s's layout, computed in
+// rowNorms returns ‖W0[o,:]‖ for each output o of a weight stored in s's layout, computed in
 // float64.
-func RowNorms(w []float32, s tuner.LinearSpec) []float32 {
+func rowNorms(w []float32, s tuner.LinearSpec) []float32 {
 	acc := make([]float64, s.Out)
 	for i := 0; i < s.In; i++ {
 		for o := 0; o < s.Out; o++ {

@@ -60,8 +60,8 @@ func (m *method) Defaults(c *tuner.Config) {
 	}
 }
 
-// Lambda returns LoRA+'s λ in force for c: Config.LoRAPlusRatio, or DefaultPlusRatio when unset.
-func Lambda(c tuner.Config) float64 {
+// lambda returns LoRA+'s λ in force for c: Config.LoRAPlusRatio, or DefaultPlusRatio when unset.
+func lambda(c tuner.Config) float64 {
 	if c.LoRAPlusRatio > 0 {
 		return c.LoRAPlusRatio
 	}
@@ -99,18 +99,18 @@ func (m *method) Trainable(path string) bool {
 // Group gives lora_B the learning rate λ·lr under LoRA+.
 func (m *method) Group(c tuner.Config, v *model.Variable, g *optim.Group) {
 	if m.plus && v.Name() == NameB {
-		g.Name, g.LRMultiplier = "lora_B (LoRA+)", Lambda(c)
+		g.Name, g.LRMultiplier = "lora_B (LoRA+)", lambda(c)
 	}
 }
 
 // Forward computes y = x·W0ᵀ + b + s·(x·Aᵀ)·Bᵀ.
 func (m *method) Forward(l *tuner.Layer, x *Node) *Node {
-	return Add(l.Base(x, true), Delta(l, x))
+	return Add(l.Base(x, true), delta(l, x))
 }
 
-// Delta computes the adapter's term s·(x·Aᵀ)·Bᵀ for x [..., in] with the thin matmuls
+// delta computes the adapter's term s·(x·Aᵀ)·Bᵀ for x [..., in] with the thin matmuls
 // (tuner.ThinMatmul); the input dropout applies to x.
-func Delta(l *tuner.Layer, x *Node) *Node {
+func delta(l *tuner.Layer, x *Node) *Node {
 	a := l.Var(NameA)                    // [r, in]
 	b := l.Var(NameB)                    // [out, r]
 	h := tuner.ThinMatmul(l.Input(x), a) // [..., r]
@@ -129,7 +129,7 @@ func (m *method) PeftType() string { return adapterconfig.TypeLoRA }
 func (m *method) ToFile(c tuner.Config, f *adapterconfig.Config) {
 	f.PeftType, f.UseDora, f.Bias = adapterconfig.TypeLoRA, false, "none"
 	if m.plus {
-		f.LoraPlusRatio = Lambda(c)
+		f.LoraPlusRatio = lambda(c)
 	}
 }
 

@@ -48,12 +48,12 @@ func (l *Layer) Input(x *Node) *Node {
 // Ramp returns u = min(t/T, 1) (T = Config.RampSteps, t the optimizer step counter) as a scalar
 // of dtype: 1 when T is 0.
 func (l *Layer) Ramp(dtype dtypes.DType) *Node {
-	return RampNode(l.Config, l.Scope.Store(), l.Graph, dtype)
+	return rampNode(l.Config, l.Scope.Store(), l.Graph, dtype)
 }
 
-// RampNode returns u = min(t/T, 1) as a scalar of dtype in graph g, t being store's optimizer
+// rampNode returns u = min(t/T, 1) as a scalar of dtype in graph g, t being store's optimizer
 // step counter (computed in float64, then converted).
-func RampNode(cfg Config, store *model.Store, g *Graph, dtype dtypes.DType) *Node {
+func rampNode(cfg Config, store *model.Store, g *Graph, dtype dtypes.DType) *Node {
 	if cfg.RampSteps <= 0 {
 		return ScalarOne(g, dtype)
 	}
