@@ -1,8 +1,9 @@
 // Package peftdef holds the definitions of package peft that file formats need without linking
 // the graph engine: the method, initialisation and layout names, the AllLinear target pattern,
-// and the scaling and ramp formulas with their float32 range check. Package peft re-exports every
-// name here (peft.SingLoRA is peftdef.SingLoRA); import peftdef directly only from code that must
-// stay free of GoMLX, such as the adapter_config.json parser and its fuzz target.
+// and the scaling and ramp formulas with their float32 range check, and the table behind
+// Method.HasAdapter that method registration (peft/tuner) fills. Package peft re-exports the names
+// (peft.SingLoRA is peftdef.SingLoRA); import peftdef directly only from code that must stay free
+// of GoMLX, such as the adapter_config.json parser and its fuzz target.
 package peftdef
 
 import (
