@@ -96,24 +96,36 @@ func exitCode() int {
 	return 1
 }
 
-// signalContext returns a context cancelled by SIGINT/SIGTERM, so that a command saves a
-// checkpoint and stops; a second signal exits at once.
+// signalContext returns a context cancelled by SIGINT or SIGTERM, so that a command saves a
+// checkpoint and stops; a second SIGINT/SIGTERM exits at once. SIGUSR1 — what a sweep's trainers
+// get when the sweep dies (sweep.ParentDeathSignal) — also checkpoints and stops, but never
+// aborts when repeated: the kernel may send it again as the orphaned trainer is handed from
+// one parent to the next.
 func signalContext() (context.Context, func()) {
 	ctx, cancel := context.WithCancel(context.Background())
-	ch := make(chan os.Signal, 2)
-	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+	ch := make(chan os.Signal, 4)
+	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM, syscall.SIGUSR1)
 	go func() {
-		sig, ok := <-ch
-		if !ok {
-			return
-		}
-		if s, isSys := sig.(syscall.Signal); isSys {
+		stopping := false
+		for sig := range ch {
+			s, _ := sig.(syscall.Signal)
+			switch {
+			case s == syscall.SIGUSR1 && stopping:
+				continue
+			case stopping:
+				fmt.Fprintf(os.Stderr, "\n%v again: stopping at once, without a checkpoint\n", sig)
+				caught.Store(&s)
+				os.Exit(exitCode())
+			}
+			stopping = true
 			caught.Store(&s)
+			what := sig.String()
+			if s == syscall.SIGUSR1 {
+				what = "the parent process (sweep) ended"
+			}
+			fmt.Fprintf(os.Stderr, "\n%s: saving a checkpoint and stopping (send SIGINT or SIGTERM again to abort)\n", what)
+			cancel()
 		}
-		fmt.Fprintln(os.Stderr, "\nsignal received: saving a checkpoint and stopping (send again to abort)")
-		cancel()
-		<-ch
-		os.Exit(exitCode())
 	}()
 	return ctx, func() { signal.Stop(ch); cancel() }
 }
