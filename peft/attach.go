@@ -2,7 +2,6 @@ package peft
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/gomlx/compute/dtypes"
 	"github.com/gomlx/gomlx/core/tensors"
@@ -144,81 +143,4 @@ func equalInts(a, b []int) bool {
 		}
 	}
 	return true
-}
-
-// LayerReport is one adapted layer's parameter count.
-type LayerReport struct {
-	Path      string
-	In, Out   int
-	Base      int // weight (+ bias) parameters of the layer
-	Trainable int // adapter parameters (or Base under Full)
-}
-
-// Report counts parameters: per adapted layer, and trainable vs total over the whole store.
-type Report struct {
-	Layers    []LayerReport
-	Trainable int
-	Total     int
-}
-
-// Report returns the parameter report for the store after Attach.
-func (inj *Injection) Report(store *model.Store) Report {
-	var r Report
-	for v := range store.IterVariables() {
-		p := v.Path()
-		if varnames.IsBookkeeping(p) || !v.DType().IsFloat() {
-			continue
-		}
-		n := v.Shape().Size()
-		r.Total += n
-		if v.Trainable {
-			r.Trainable += n
-		}
-	}
-	for _, spec := range inj.Targets() {
-		base := spec.In * spec.Out
-		if spec.Bias {
-			base += spec.Out
-		}
-		r.Layers = append(r.Layers, LayerReport{Path: spec.Path, In: spec.In, Out: spec.Out, Base: base,
-			Trainable: AdapterParams(inj.Config.Method, spec, inj.Config.Rank)})
-	}
-	return r
-}
-
-// String formats the report as a table.
-func (r Report) String() string {
-	var sb strings.Builder
-	fmt.Fprintf(&sb, "%-50s %7s %7s %10s %10s\n", "module", "in", "out", "base", "adapter")
-	for _, l := range r.Layers {
-		fmt.Fprintf(&sb, "%-50s %7d %7d %10d %10d\n", l.Path, l.In, l.Out, l.Base, l.Trainable)
-	}
-	pct := 0.0
-	if r.Total > 0 {
-		pct = 100 * float64(r.Trainable) / float64(r.Total)
-	}
-	fmt.Fprintf(&sb, "trainable params: %d of %d (%.3f%%)\n", r.Trainable, r.Total, pct)
-	return sb.String()
-}
-
-// OptimizerGroups returns the optimizer's per-variable groups for this method. Every variable
-// starts in the group "default" with the base learning rate and weightDecay, except that
-// biases, normalisation weights (varnames.IsNormalization) and vectors get no weight decay; the
-// method then adjusts it (tuner.Tuner.Group): LoRA+ gives lora_B the learning rate λ·lr, DoRA's
-// magnitude gets no weight decay. A nil inj leaves the defaults.
-func (inj *Injection) OptimizerGroups(weightDecay float64) func(v *model.Variable) optim.Group {
-	var method tuner.Tuner
-	if inj != nil {
-		method, _ = inj.method()
-	}
-	return func(v *model.Variable) optim.Group {
-		g := optim.Group{Name: "default", LRMultiplier: 1, WeightDecay: weightDecay}
-		if v.Name() == "bias" || varnames.IsNormalization(v.Path()) || v.Shape().Rank() < 2 {
-			g.WeightDecay = 0
-		}
-		if method != nil {
-			method.Group(inj.Config, v, &g)
-		}
-		return g
-	}
 }
