@@ -2,7 +2,6 @@ package finetune
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -247,38 +246,21 @@ func (j *CausalJob) Evaluate() (map[string]float64, error) {
 	return map[string]float64{"loss": sum / n, "perplexity": math.Exp(sum / n)}, nil
 }
 
-// Run trains (or resumes), then evaluates the best checkpoint and writes summary.json and the
-// adapter.
+// Run trains (or resumes), then evaluates the best checkpoint on the validation set and writes
+// summary.json and, for adapter methods, RUN/adapter.
 func (j *CausalJob) Run(ctx context.Context, resume bool) (*Summary, error) {
-	lock, err := openRunFolder(j.Dir, j.Cfg, resume, j.Runner, nil)
-	if err != nil {
-		return nil, err
-	}
-	defer lock.Unlock()
-	rep := j.Inj.Report(j.Store)
-	fmt.Fprintf(j.out, "%s: %s r=%d on %d layers, %d trainable of %d parameters, %d steps\n",
-		j.Dir, j.Cfg.Method, j.Cfg.Rank, len(j.Inj.Targets()), rep.Trainable, rep.Total, j.total)
-	st, err := j.Runner.Run(ctx, resume)
-	if err != nil {
-		return nil, err
-	}
-	if err := loadBest(j.Dir, j.Store); err != nil {
-		return nil, err
-	}
-	s := &Summary{Name: j.Cfg.Name, Method: j.Cfg.Method, LR: j.Cfg.LR, Seed: j.Cfg.Seed, Steps: st.Step, BestStep: st.BestStep,
-		TrainableParams: rep.Trainable, TotalParams: rep.Total, TrainSeconds: st.Wall}
-	if j.val.Len() > 0 {
-		if s.Val, err = j.Evaluate(); err != nil {
-			return nil, err
-		}
-	}
-	if j.Inj.Config.Method.HasAdapter() {
-		if err := adapterio.SaveFromStore(filepath.Join(j.Dir, AdapterDir), j.Inj, j.Store, j.Cfg.Model); err != nil {
-			return nil, err
-		}
-	}
-	js, _ := json.MarshalIndent(s, "", "  ")
-	return s, writeAtomic(filepath.Join(j.Dir, SummaryFile), append(js, '\n'))
+	return runFolder(ctx, resume, runParts{
+		cfg: j.Cfg, dir: j.Dir, runner: j.Runner, inj: j.Inj, store: j.Store, out: j.out, total: j.total,
+		baseName: j.Cfg.Model,
+		score: func(s *Summary) error {
+			if j.val.Len() == 0 {
+				return nil
+			}
+			var err error
+			s.Val, err = j.Evaluate()
+			return err
+		},
+	})
 }
 
 // SetQuiet switches the progress bar to log lines.

@@ -214,57 +214,87 @@ func Prepare(c Config, dir string, backend compute.Backend, out io.Writer) (*Job
 	return j, nil
 }
 
-// Run trains (or resumes) the job, then evaluates the best checkpoint and writes summary.json
-// and, for adapter methods, RUN/adapter.
+// Run trains (or resumes) the job, then scores the best checkpoint on the validation and test
+// sets, writes the validation predictions, summary.json and, for adapter methods, RUN/adapter.
 func (j *Job) Run(ctx context.Context, resume bool) (*Summary, error) {
-	c := j.Cfg
-	lj, _ := json.Marshal(HeadInfo{Labels: j.Task.Labels, FeatureScale: j.Task.FeatureScale, Model: c.Model})
-	lock, err := openRunFolder(j.Dir, c, resume, j.Runner, map[string][]byte{HeadFile: append(lj, '\n')})
+	lj, _ := json.Marshal(HeadInfo{Labels: j.Task.Labels, FeatureScale: j.Task.FeatureScale, Model: j.Cfg.Model})
+	return runFolder(ctx, resume, runParts{
+		cfg: j.Cfg, dir: j.Dir, runner: j.Runner, inj: j.Inj, store: j.Task.Store, out: j.Out, total: j.TotalSteps,
+		baseName: j.baseName, labels: j.Task.Labels, files: map[string][]byte{HeadFile: append(lj, '\n')},
+		score: func(s *Summary) error {
+			p, err := j.Task.NewPredictor(j.Backend)
+			if err != nil {
+				return err
+			}
+			if j.Val.Len() > 0 {
+				var preds []int
+				if s.Val, preds, err = p.Score(j.Val); err != nil {
+					return err
+				}
+				if err := j.writePredictions(preds); err != nil {
+					return err
+				}
+			}
+			if j.Test != nil {
+				if s.Test, _, err = p.Score(j.Test); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	})
+}
+
+// runParts is what runFolder needs of a prepared job.
+type runParts struct {
+	cfg      Config
+	dir      string
+	runner   *train.Runner
+	inj      *peft.Injection
+	store    *model.Store
+	out      io.Writer
+	total    int64
+	baseName string               // base_model_name_or_path of the saved adapter
+	labels   []string             // the classifier's labels, for summary.json (nil: none)
+	files    map[string][]byte    // written beside config.json when the run starts (head.json)
+	score    func(*Summary) error // fills the summary's metrics with the best weights loaded
+}
+
+// runFolder is the part of a run every task shares: take the run folder (lock, checks,
+// config.json), train or resume with the runner, load the best checkpoint (else the last), let
+// the task score it, and write RUN/adapter (adapter methods) and summary.json.
+func runFolder(ctx context.Context, resume bool, p runParts) (*Summary, error) {
+	lock, err := openRunFolder(p.dir, p.cfg, resume, p.runner, p.files)
 	if err != nil {
 		return nil, err
 	}
 	defer lock.Unlock()
-	rep := j.Inj.Report(j.Task.Store)
-	fmt.Fprintf(j.Out, "%s: %s r=%d on %d layers, %d trainable of %d parameters, %d steps\n",
-		j.Dir, c.Method, c.Rank, len(j.Inj.Targets()), rep.Trainable, rep.Total, j.TotalSteps)
+	rep := p.inj.Report(p.store)
+	fmt.Fprintf(p.out, "%s: %s r=%d on %d layers, %d trainable of %d parameters, %d steps\n",
+		p.dir, p.cfg.Method, p.cfg.Rank, len(p.inj.Targets()), rep.Trainable, rep.Total, p.total)
 	start := time.Now()
-	st, err := j.Runner.Run(ctx, resume)
+	st, err := p.runner.Run(ctx, resume)
 	if err != nil {
 		return nil, err
 	}
-	if err := loadBest(j.Dir, j.Task.Store); err != nil {
+	if err := loadBest(p.dir, p.store); err != nil {
 		return nil, err
 	}
-	s := &Summary{Name: c.Name, Method: c.Method, LR: c.LR, Seed: c.Seed, Steps: st.Step, BestStep: st.BestStep,
-		TrainableParams: rep.Trainable, TotalParams: rep.Total, TrainSeconds: st.Wall, Labels: j.Task.Labels}
+	s := &Summary{Name: p.cfg.Name, Method: p.cfg.Method, LR: p.cfg.LR, Seed: p.cfg.Seed, Steps: st.Step, BestStep: st.BestStep,
+		TrainableParams: rep.Trainable, TotalParams: rep.Total, TrainSeconds: st.Wall, Labels: p.labels}
 	if st.Wall == 0 {
 		s.TrainSeconds = time.Since(start).Seconds()
 	}
-	p, err := j.Task.NewPredictor(j.Backend)
-	if err != nil {
+	if err := p.score(s); err != nil {
 		return nil, err
 	}
-	if j.Val.Len() > 0 {
-		var preds []int
-		if s.Val, preds, err = p.Score(j.Val); err != nil {
-			return nil, err
-		}
-		if err := j.writePredictions(preds); err != nil {
-			return nil, err
-		}
-	}
-	if j.Test != nil {
-		if s.Test, _, err = p.Score(j.Test); err != nil {
-			return nil, err
-		}
-	}
-	if j.Inj.Config.Method.HasAdapter() {
-		if err := adapterio.SaveFromStore(filepath.Join(j.Dir, AdapterDir), j.Inj, j.Task.Store, j.baseName); err != nil {
+	if p.inj.Config.Method.HasAdapter() {
+		if err := adapterio.SaveFromStore(filepath.Join(p.dir, AdapterDir), p.inj, p.store, p.baseName); err != nil {
 			return nil, err
 		}
 	}
 	js, _ := json.MarshalIndent(s, "", "  ")
-	if err := writeAtomic(filepath.Join(j.Dir, SummaryFile), append(js, '\n')); err != nil {
+	if err := writeAtomic(filepath.Join(p.dir, SummaryFile), append(js, '\n')); err != nil {
 		return nil, err
 	}
 	return s, nil
