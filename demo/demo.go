@@ -44,9 +44,10 @@ type Options struct {
 	RunDir    string
 	CacheDir  string
 	Methods   []MethodSpec
-	Epochs    int
+	Epochs    float64 // > 0; a fraction trains ⌈Epochs·⌈n/BatchSize⌉⌉ steps
 	BatchSize int
 	Rank      int
+	Alpha     float64 // adapter α (scale α/r); 0: α = Rank
 	HeadLR    float64
 	Seed      uint64
 	Quiet     bool
@@ -166,22 +167,43 @@ func WriteSplit(cache, dir string, seed uint64, maxTrain, maxEval int) (*Split, 
 }
 
 // Config is the finetune configuration of one method's demo run: USE-Lite, SingLoRA/LoRA/… at
-// rank r with α = r on every linear layer, AdamW with the method's learning rate (the head at
-// HeadLR), weight decay 0.01, 10% linear warm-up then linear decay, no gradient clipping,
-// Epochs over nTrain examples, SingLoRA's ramp T = 1% of the steps (the paper's rule),
-// evaluation once per epoch, and the best validation accuracy's checkpoint kept.
+// rank r with α (default r) on every linear layer, AdamW with the method's learning rate (the
+// head at HeadLR), weight decay 0.01, 10% linear warm-up then linear decay, no gradient
+// clipping, ⌈Epochs·⌈nTrain/batch⌉⌉ steps (Epochs may be fractional), SingLoRA's ramp T = 1% of
+// the steps (the paper's rule), evaluation once per epoch (every ⌈nTrain/batch⌉ steps, and at
+// the end), and the best validation accuracy's checkpoint kept.
 func Config(o Options, ms MethodSpec, sp *Split) finetune.Config {
-	steps := int64(o.Epochs * ((sp.Counts["train"] + o.BatchSize - 1) / o.BatchSize))
+	perEpoch := int64((sp.Counts["train"] + o.BatchSize - 1) / o.BatchSize)
+	steps := epochSteps(o.Epochs, perEpoch)
 	c := finetune.Default()
 	c.Name, c.Model, c.Task = ms.Name, "use", "classify"
 	c.Train, c.Val, c.Test, c.ValFraction = sp.Train, sp.Val, sp.Test, 0
-	c.Method, c.Rank, c.Alpha = string(ms.Method), o.Rank, float64(o.Rank)
+	c.Method, c.Rank, c.Alpha = string(ms.Method), o.Rank, o.alpha()
 	c.Ramp = strconv.FormatInt(max(1, steps/100), 10)
 	c.LR, c.HeadLR, c.WeightDecay, c.ClipNorm = ms.LR, o.HeadLR, 0.01, 0
 	c.Warmup, c.Schedule = strconv.FormatInt(steps/10, 10), string(optim.Linear)
-	c.Batch, c.Accum, c.Epochs, c.Steps, c.Seed = o.BatchSize, 1, float64(o.Epochs), steps, o.Seed
-	c.EvalEvery, c.EarlyMetric, c.Patience, c.CheckpointEvery = max(1, steps/int64(o.Epochs)), "accuracy", 0, 0
+	c.Batch, c.Accum, c.Epochs, c.Steps, c.Seed = o.BatchSize, 1, o.Epochs, steps, o.Seed
+	c.EvalEvery, c.EarlyMetric, c.Patience, c.CheckpointEvery = max(1, perEpoch), "accuracy", 0, 0
 	return c
+}
+
+// epochSteps is ⌈epochs·perEpoch⌉, at least 1, with the product's rounding error ignored (1.1
+// epochs of 10 steps are 11 steps, not the 12 that 1.1·10 = 11.000000000000002 would give);
+// whole epochs give exactly epochs·perEpoch.
+func epochSteps(epochs float64, perEpoch int64) int64 {
+	x := epochs * float64(perEpoch)
+	if r := math.Round(x); math.Abs(x-r) <= 1e-9*max(1, x) {
+		return max(1, int64(r))
+	}
+	return max(1, int64(math.Ceil(x)))
+}
+
+// alpha is the adapter α: Alpha, or Rank when Alpha is 0.
+func (o Options) alpha() float64 {
+	if o.Alpha == 0 {
+		return float64(o.Rank)
+	}
+	return o.Alpha
 }
 
 // Run runs the demo — one `singlora train` run per method, in RunDir/<method>, on the split
@@ -190,13 +212,19 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 	if o.Out == nil {
 		o.Out = os.Stderr
 	}
+	if math.IsNaN(o.Epochs) || math.IsInf(o.Epochs, 0) || !(o.Epochs > 0) {
+		return nil, fmt.Errorf("demo: epochs %v must be a finite number > 0 (fractions train part of an epoch)", o.Epochs)
+	}
+	if o.BatchSize < 1 || o.Rank < 1 {
+		return nil, fmt.Errorf("demo: batch size (%d) and rank (%d) must be ≥ 1", o.BatchSize, o.Rank)
+	}
+	if a := o.alpha(); math.IsNaN(a) || math.IsInf(a, 0) || !(a > 0) {
+		return nil, fmt.Errorf("demo: alpha %v must be a finite number > 0 (default: the rank)", o.Alpha)
+	}
 	for _, p := range fetch.All {
 		if _, _, err := fetch.Fetch(p, o.CacheDir, func(f string, a ...any) { fmt.Fprintf(o.Out, f+"\n", a...) }); err != nil {
 			return nil, err
 		}
-	}
-	if o.Epochs < 1 || o.BatchSize < 1 || o.Rank < 1 {
-		return nil, fmt.Errorf("demo: epochs (%d), batch size (%d) and rank (%d) must be ≥ 1", o.Epochs, o.BatchSize, o.Rank)
 	}
 	sp, err := WriteSplit(o.CacheDir, filepath.Join(o.RunDir, "data"), o.Seed, o.MaxTrain, o.MaxEval)
 	if err != nil {
@@ -204,7 +232,7 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 	}
 	res := &Results{
 		Split: sp.Counts,
-		Config: map[string]any{"epochs": o.Epochs, "batch_size": o.BatchSize, "rank": o.Rank, "seed": o.Seed,
+		Config: map[string]any{"epochs": o.Epochs, "batch_size": o.BatchSize, "rank": o.Rank, "alpha": o.alpha(), "seed": o.Seed,
 			"head_lr": o.HeadLR, "model": use.BaseModelName, "split": "70/10/20 stratified"},
 	}
 	fmt.Fprintf(o.Out, "data: %d train / %d validation / %d test sentences, labels %v\n",

@@ -69,3 +69,41 @@ func TestDemoIsReproducible(t *testing.T) {
 		}
 	}
 }
+
+// TestConfigSteps: whole epochs train epochs·⌈n/batch⌉ steps and evaluate every ⌈n/batch⌉ steps
+// (the demo's schedule before fractional epochs); a fraction trains ⌈epochs·⌈n/batch⌉⌉ steps,
+// ignoring the product's rounding error; α defaults to the rank.
+func TestConfigSteps(t *testing.T) {
+	for _, tc := range []struct {
+		n, batch    int
+		epochs      float64
+		rank        int
+		alpha       float64
+		steps, eval int64
+		wantAlpha   float64
+	}{
+		{2100, 32, 3, 8, 0, 198, 66, 8}, // make demo: 3·⌈2100/32⌉
+		{2100, 32, 1, 8, 16, 66, 66, 16},
+		{2113, 32, 2, 4, 0, 134, 67, 4}, // ⌈2113/32⌉ = 67
+		{32, 16, 5, 8, 0, 10, 2, 8},
+		{2100, 32, 0.5, 8, 0, 33, 66, 8},
+		{320, 32, 1.1, 8, 0, 11, 10, 8}, // 1.1·10 is 11.000000000000002 in float64
+		{320, 32, 0.15, 8, 0, 2, 10, 8}, // ⌈1.5⌉
+		{320, 32, 1e-6, 8, 0, 1, 10, 8}, // at least one step
+	} {
+		o := Options{Epochs: tc.epochs, BatchSize: tc.batch, Rank: tc.rank, Alpha: tc.alpha, HeadLR: 1e-2, Seed: 1}
+		c := Config(o, MethodSpec{Name: "singlora", Method: "singlora", LR: 1e-3}, &Split{Train: "train.jsonl", Val: "val.jsonl", Counts: map[string]int{"train": tc.n}})
+		if c.Steps != tc.steps || c.EvalEvery != tc.eval || c.Epochs != tc.epochs || c.Alpha != tc.wantAlpha || c.Rank != tc.rank {
+			t.Errorf("%d examples, batch %d, %g epochs, α %g: steps %d, eval every %d, epochs %g, r %d α %g; want %d, %d, %g, r %d α %g",
+				tc.n, tc.batch, tc.epochs, tc.alpha, c.Steps, c.EvalEvery, c.Epochs, c.Rank, c.Alpha, tc.steps, tc.eval, tc.epochs, tc.rank, tc.wantAlpha)
+		}
+		if err := c.Validate(); err != nil {
+			t.Errorf("%g epochs: the config does not validate: %v", tc.epochs, err)
+		}
+	}
+	for _, o := range []Options{{Epochs: 0, BatchSize: 32, Rank: 8}, {Epochs: -1, BatchSize: 32, Rank: 8}, {Epochs: 1, BatchSize: 32, Rank: 8, Alpha: -2}} {
+		if _, err := Run(context.Background(), o); err == nil {
+			t.Errorf("Run(%+v): no error", o)
+		}
+	}
+}

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -29,16 +28,19 @@ singlora bench --model ./tiny-llama --method singlora,lora`,
 }
 
 type benchFlags struct {
-	preset, method, workload, only, cpuProfile, python, torchScript, pair, model string
-	steps, warmup, reps, streams                                                 int
-	jsonOut, inproc, compare                                                     bool
+	preset, workload, only, cpuProfile, python, torchScript, pair, model string
+	methods                                                              *listFlag
+	steps, warmup, reps, streams                                         int
+	jsonOut, inproc, compare                                             bool
 }
 
 func runBench(args []string) error {
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	var f benchFlags
+	fs := newFlags("bench")
+	f := benchFlags{methods: newListFlag()}
 	fs.StringVar(&f.preset, "preset", "bert-base-4l", "workload preset: "+strings.Join(bench.Presets, ", ")+", or all")
-	fs.StringVar(&f.method, "method", "", "comma-separated methods (singlora, lora, full, ...; naive for the layer preset); default: the preset's")
+	fs.Var(f.methods, "method", "the `methods`, comma-separated or repeated (singlora, lora, full, ...; naive for the layer preset); default: the preset's")
+	alias(fs, "methods", "method")
+	cache := cacheFlag(fs)
 	fs.IntVar(&f.steps, "steps", 10, "timed steps per workload (the median is reported)")
 	fs.IntVar(&f.warmup, "warmup", 3, "untimed steps before timing (the first compiles the graph)")
 	fs.StringVar(&f.pair, "pair", "", "compare two workloads in this process, step against step (\"bert-base-4l/lora,bert-base-4l/singlora\"): prints B/A per pair and the median; --steps pairs")
@@ -53,20 +55,22 @@ func runBench(args []string) error {
 	fs.IntVar(&f.reps, "reps", 3, "with --compare-torch: Go/PyTorch repetitions per workload (alternating which runs first)")
 	fs.StringVar(&f.python, "python", "/usr/bin/python3", "with --compare-torch: the Python with torch installed")
 	fs.StringVar(&f.torchScript, "torch-script", "bench/torch_bench.py", "with --compare-torch: the PyTorch benchmark script")
-	if err := fs.Parse(args); err != nil {
+	pos, err := parseArgs(fs, args)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %v", fs.Args())
+	if err := wantArgs(pos, 0, 0, ""); err != nil {
+		return err
+	}
+	if err := useCache(fs, *cache); err != nil { // the demo preset reads it, here and in the child processes
+		return err
 	}
 	if f.streams < 1 {
 		return fmt.Errorf("--streams must be ≥ 1, got %d", f.streams)
 	}
 	bench.Streams = f.streams
 	if f.model != "" {
-		set := map[string]bool{}
-		fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
-		if set["preset"] && f.preset != "model" {
+		if isSet(fs, "preset") && f.preset != "model" {
 			return fmt.Errorf("--model benchmarks preset model, not --preset %s", f.preset)
 		}
 		if f.compare {
@@ -96,13 +100,9 @@ func runBench(args []string) error {
 	if f.preset == "all" {
 		presets = bench.Presets
 	}
-	var methods []string
-	if f.method != "" {
-		methods = strings.Split(f.method, ",")
-	}
 	var ws []bench.Workload
 	for _, p := range presets {
-		pw, err := bench.Workloads(p, methods)
+		pw, err := bench.Workloads(p, f.methods.values)
 		if err != nil {
 			return err
 		}

@@ -20,16 +20,20 @@ func init() {
 	register(&command{
 		Name:    "classify",
 		Summary: "classify texts with a trained run (its adapter and head)",
+		Details: textsUsage,
 		Usage: `singlora classify --run runs/s1 "a lovely little film" "utterly boring"
 singlora classify --run runs/s1 --data test.jsonl
-singlora classify --run runs/s1 --checkpoint last < texts.txt`,
+singlora classify --run runs/s1 --checkpoint last < texts.txt
+singlora classify --run runs/s1 -- "-1 stars, would not watch again"`,
 		Run: func(args []string) error { return runClassify(args, os.Stdin, os.Stdout, os.Stderr) },
 	})
 	register(&command{
 		Name:    "embed",
 		Summary: "sentence embeddings from a trained run's adapted encoder, as JSON lines",
-		Usage:   `singlora embed --run runs/s1 "some text" < more.txt`,
-		Run:     func(args []string) error { return runEmbed(args, os.Stdin, os.Stdout, os.Stderr) },
+		Details: textsUsage,
+		Usage: `singlora embed --run runs/s1 "some text" "more text"
+singlora embed --run runs/s1 --checkpoint best < texts.txt`,
+		Run: func(args []string) error { return runEmbed(args, os.Stdin, os.Stdout, os.Stderr) },
 	})
 }
 
@@ -80,22 +84,47 @@ func loadRun(cmd, run, checkpoint string, stderr io.Writer) (*classify.Task, err
 	return task, nil
 }
 
+// textsUsage is classify's and embed's note on their arguments, shown by -h.
+const textsUsage = `The texts are the arguments, or, when there are none, the non-blank lines of standard input; the
+output is one JSON line per text. Flags may come before or after the texts; put "--" before texts
+that begin with "-".`
+
+// runFlags defines the flags classify and embed share: the run, its weights and the cache.
+func runFlags(fs *flag.FlagSet) (run, checkpoint, cache *string) {
+	run = fs.String("run", "", "the run folder to read (written by singlora train or demo; required)")
+	checkpoint = fs.String("checkpoint", "", checkpointUsage)
+	return run, checkpoint, cacheFlag(fs)
+}
+
+// parseRunArgs parses classify's or embed's command line (fs holds their flags) and returns the
+// positional texts; --run must be given.
+func parseRunArgs(fs *flag.FlagSet, args []string, run, cache *string) ([]string, error) {
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return nil, err
+	}
+	if err := wantArgs(pos, 0, -1, "texts"); err != nil {
+		return nil, err
+	}
+	if *run == "" {
+		return nil, fmt.Errorf("--run is required: the run folder (from singlora train or demo) whose adapter and head to use")
+	}
+	return pos, useCache(fs, *cache)
+}
+
 func runClassify(args []string, stdin io.Reader, w, stderr io.Writer) error {
-	fs := flag.NewFlagSet("classify", flag.ContinueOnError)
-	run := fs.String("run", "", "trained run folder (from singlora train)")
-	checkpoint := fs.String("checkpoint", "", checkpointUsage)
+	fs := newFlags("classify")
+	run, checkpoint, cache := runFlags(fs)
 	dataPath := fs.String("data", "", "classify a data file instead (its label column, if any, gives the accuracy)")
 	textCol := fs.String("text-column", "", "text column of --data (default text)")
 	labelCol := fs.String("label-column", "", "label column of --data (default label)")
-	if err := fs.Parse(args); err != nil {
+	pos, err := parseRunArgs(fs, args, run, cache)
+	if err != nil {
 		return err
-	}
-	if *run == "" {
-		return fmt.Errorf("--run is required")
 	}
 	var texts, gold []string
 	if *dataPath != "" {
-		if fs.NArg() > 0 {
+		if len(pos) > 0 {
 			return fmt.Errorf("give texts as arguments or --data, not both")
 		}
 		ex, err := data.LoadClassification(*dataPath, data.Options{TextColumn: *textCol, LabelColumn: *labelCol, Warnings: stderr})
@@ -106,8 +135,7 @@ func runClassify(args []string, stdin io.Reader, w, stderr io.Writer) error {
 			texts, gold = append(texts, e.Text), append(gold, e.Label)
 		}
 	} else {
-		var err error
-		if texts, err = inputTexts(fs.Args(), stdin); err != nil {
+		if texts, err = inputTexts(pos, stdin); err != nil {
 			return err
 		}
 	}
@@ -149,16 +177,13 @@ func runClassify(args []string, stdin io.Reader, w, stderr io.Writer) error {
 }
 
 func runEmbed(args []string, stdin io.Reader, w, stderr io.Writer) error {
-	fs := flag.NewFlagSet("embed", flag.ContinueOnError)
-	run := fs.String("run", "", "trained run folder (from singlora train)")
-	checkpoint := fs.String("checkpoint", "", checkpointUsage)
-	if err := fs.Parse(args); err != nil {
+	fs := newFlags("embed")
+	run, checkpoint, cache := runFlags(fs)
+	pos, err := parseRunArgs(fs, args, run, cache)
+	if err != nil {
 		return err
 	}
-	if *run == "" {
-		return fmt.Errorf("--run is required")
-	}
-	texts, err := inputTexts(fs.Args(), stdin)
+	texts, err := inputTexts(pos, stdin)
 	if err != nil {
 		return err
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -20,22 +19,22 @@ func init() {
 }
 
 func runExport(args []string, w io.Writer) error {
-	fs := flag.NewFlagSet("export", flag.ContinueOnError)
+	fs := newFlags("export")
 	format := fs.String("format", "lora", "output format (only \"lora\": lora_A = A[:in]ᵀ, lora_B = s·u·A[:out], lora_alpha = r)")
 	adapter := fs.String("adapter", "", "source adapter folder")
-	out := fs.String("out", "", "output adapter folder (not the --adapter folder; its parent folder must exist)")
-	if err := fs.Parse(args); err != nil {
+	out := fs.String("out", "", "the output adapter folder (not the --adapter folder; its parent folder must exist)")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := wantArgs(pos, 0, 0, ""); err != nil {
 		return err
 	}
 	if *format != "lora" {
 		return fmt.Errorf("unknown --format %q (supported: lora)", *format)
 	}
-	if *adapter == "" || *out == "" {
-		fs.Usage()
-		return errors.New("--adapter and --out are required")
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %v", fs.Args())
+	if err := required(map[string]string{"adapter": *adapter, "out": *out}, "adapter", "out"); err != nil {
+		return err
 	}
 	if same, err := adapterio.SamePath(*adapter, *out); err != nil {
 		return err

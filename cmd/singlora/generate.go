@@ -1,7 +1,6 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"math"
 	"os"
@@ -30,16 +29,22 @@ singlora generate --model ./tiny-llama --adapter ./adapter --prompt "Q: 2+2?" --
 }
 
 func runGenerate(args []string) error {
-	fs := flag.NewFlagSet("generate", flag.ContinueOnError)
-	dir := fs.String("model", "", "Hugging Face model folder (config.json, model.safetensors or sharded + index, tokenizer.json)")
+	fs := newFlags("generate")
+	dir := fs.String("model", "", "Hugging Face model folder (config.json, model.safetensors or sharded + index, tokenizer.json) of a causal LM: model_type "+
+		strings.Join(models.ModelTypes(models.CausalLM), ", "))
 	adapter := fs.String("adapter", "", "adapter folder (adapter_config.json + adapter_model.safetensors) to apply")
 	prompt := fs.String("prompt", "", "prompt text (needs tokenizer.json in the model folder)")
 	promptIDs := fs.String("prompt-ids", "", "prompt as comma-separated token ids, instead of --prompt")
 	maxNew := fs.Int("max-new-tokens", 32, "maximum number of tokens to generate")
 	temp := fs.Float64("temperature", 0, "sampling temperature; 0 = greedy")
 	topK := fs.Int("top-k", 0, "sample among the k most likely tokens (0 = all)")
-	seed := fs.Uint64("seed", 0, "sampling seed")
-	if err := fs.Parse(args); err != nil {
+	seed := fs.Uint64("seed", 0, "the sampling `seed`")
+	single(fs, "seed", "seed", "run generate once per seed to compare samples")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := wantArgs(pos, 0, 0, ""); err != nil {
 		return err
 	}
 	if *dir == "" {

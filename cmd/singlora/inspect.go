@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -17,104 +16,196 @@ func init() {
 	register(&command{
 		Name:    "inspect",
 		Summary: "describe an adapter folder, a model folder or a safetensors file",
-		Usage:   "singlora inspect ADAPTER_DIR\nsinglora inspect MODEL_DIR (or use)\nsinglora inspect model.safetensors",
-		Run:     func(args []string) error { return runInspect(args, os.Stdout) },
+		Details: `With --json the description is one JSON object on stdout whose "kind" is "adapter", "model" or
+"safetensors".`,
+		Usage: `singlora inspect ADAPTER_DIR
+singlora inspect MODEL_DIR (or use)
+singlora inspect model.safetensors --json`,
+		Run: func(args []string) error { return runInspect(args, os.Stdout) },
 	})
 }
 
 func runInspect(args []string, w io.Writer) error {
-	fs := flag.NewFlagSet("inspect", flag.ContinueOnError)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
-		return errors.New("give one adapter folder, model folder or .safetensors file")
-	}
-	p := fs.Arg(0)
-	if isModel(p) {
-		return inspectModel(p, w)
-	}
-	st, err := os.Stat(p)
+	fs := newFlags("inspect")
+	jsonOut := fs.Bool("json", false, `print the description as one JSON object ("kind": adapter, model or safetensors)`)
+	cache := cacheFlag(fs)
+	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
 	}
-	if !st.IsDir() {
-		f, err := safetensors.Read(p)
-		if err != nil {
-			return err
-		}
-		printTensors(w, f)
-		return nil
+	if err := wantArgs(pos, 1, 1, "one adapter folder, model folder (or a built-in model's name) or .safetensors file"); err != nil {
+		return err
 	}
-	a, err := adapterio.Load(p)
-	if errors.Is(err, adapterio.ErrNoModuleShape) {
-		return fmt.Errorf("%w\ninspect has no base checkpoint to read each module's [out, in] from: add \"module_shapes\": {\"<module>\": [out, in], ...} to the adapter's %s (merge --base does not need it)", err, adapterio.ConfigFile)
+	if err := useCache(fs, *cache); err != nil { // for the built-in model (use)
+		return err
+	}
+	p := pos[0]
+	var d interface{ text(io.Writer) }
+	switch st, serr := os.Stat(p); {
+	case isModel(p):
+		d, err = describeModel(p)
+	case serr != nil:
+		return serr
+	case !st.IsDir():
+		d, err = describeFile(p)
+	default:
+		d, err = describeAdapter(p)
 	}
 	if err != nil {
 		return err
 	}
-	c := a.Config
-	fmt.Fprintf(w, "adapter:      %s\n", p)
-	fmt.Fprintf(w, "method:       %s (peft_type %s)\n", a.Method(), c.PeftType)
-	fmt.Fprintf(w, "rank:         %d\n", c.R)
-	fmt.Fprintf(w, "alpha:        %g\n", c.LoraAlpha)
-	mode := "alpha/r"
-	if c.UseRSLoRA {
-		mode = "alpha/sqrt(r) (rsLoRA)"
+	if *jsonOut {
+		return printJSON(w, d)
 	}
-	fmt.Fprintf(w, "scaling:      %g (%s)\n", c.Scale(), mode)
-	fmt.Fprintf(w, "targets:      %s\n", strings.Join(c.TargetModules, ", "))
-	if c.BaseModel != "" {
-		fmt.Fprintf(w, "base model:   %s\n", c.BaseModel)
-	}
-	if c.PeftType == adapterio.TypeSingLoRA {
-		fmt.Fprintf(w, "init:         %s\n", c.Init)
-		fmt.Fprintf(w, "trained steps: %d, ramp T = %d, u = %g\n", c.TrainedSteps, c.RampUpSteps, c.Ramp())
-	} else if c.TrainedSteps > 0 {
-		fmt.Fprintf(w, "trained steps: %d\n", c.TrainedSteps)
-	}
-	if c.LoraPlusRatio > 0 {
-		fmt.Fprintf(w, "lora+ ratio:  %g\n", c.LoraPlusRatio)
-	}
-	if len(c.ModulesToSave) > 0 {
-		fmt.Fprintf(w, "modules_to_save: %s\n", strings.Join(c.ModulesToSave, ", "))
-	}
-	fmt.Fprintf(w, "\n%-50s %7s %7s %10s %10s\n", "module", "in", "out", "adapter", "base")
-	base := 0
-	for _, m := range a.Modules {
-		fmt.Fprintf(w, "%-50s %7d %7d %10d %10d\n", m.Path, m.In, m.Out, m.Params(), m.In*m.Out)
-		base += m.In * m.Out
-	}
-	saved := 0
-	for _, s := range a.Saved {
-		saved += len(s.Data)
-	}
-	fmt.Fprintf(w, "adapter params: %d in %d modules (adapted base weights: %d)", a.Params(), len(a.Modules), base)
-	if saved > 0 {
-		fmt.Fprintf(w, ", modules_to_save params: %d", saved)
-	}
-	fmt.Fprintln(w)
-	f, err := safetensors.Read(filepath.Join(p, adapterio.WeightsFile))
-	if err != nil {
-		return err
-	}
-	fmt.Fprintln(w)
-	printTensors(w, f)
+	d.text(w)
 	return nil
 }
 
-func printTensors(w io.Writer, f *safetensors.File) {
-	total := 0
+// tensorInfo is one tensor of a safetensors file.
+type tensorInfo struct {
+	Name  string `json:"name"`
+	DType string `json:"dtype"`
+	Shape []int  `json:"shape"`
+}
+
+// fileInfo describes a safetensors file (inspect FILE, and an adapter's weights).
+type fileInfo struct {
+	Kind     string            `json:"kind,omitempty"` // "safetensors" at the top level
+	Path     string            `json:"path"`
+	Tensors  []tensorInfo      `json:"tensors"`
+	Params   int               `json:"params"`
+	Metadata map[string]string `json:"metadata,omitempty"`
+}
+
+func describeFile(p string) (*fileInfo, error) {
+	f, err := safetensors.Read(p)
+	if err != nil {
+		return nil, err
+	}
+	d := &fileInfo{Kind: "safetensors", Path: p, Tensors: []tensorInfo{}, Metadata: f.Metadata}
 	for _, t := range f.Tensors {
+		d.Tensors = append(d.Tensors, tensorInfo{t.Name, t.DType, append([]int{}, t.Shape...)})
+		d.Params += t.NumElements()
+	}
+	return d, nil
+}
+
+func (d *fileInfo) text(w io.Writer) {
+	for _, t := range d.Tensors {
 		dims := make([]string, len(t.Shape))
-		for i, d := range t.Shape {
-			dims[i] = fmt.Sprint(d)
+		for i, n := range t.Shape {
+			dims[i] = fmt.Sprint(n)
 		}
 		fmt.Fprintf(w, "%-70s %-8s [%s]\n", t.Name, t.DType, strings.Join(dims, ", "))
-		total += t.NumElements()
 	}
-	fmt.Fprintf(w, "%d tensors, %d params\n", len(f.Tensors), total)
-	if len(f.Metadata) > 0 {
-		fmt.Fprintf(w, "metadata: %v\n", f.Metadata)
+	fmt.Fprintf(w, "%d tensors, %d params\n", len(d.Tensors), d.Params)
+	if len(d.Metadata) > 0 {
+		fmt.Fprintf(w, "metadata: %v\n", d.Metadata)
 	}
+}
+
+// moduleInfo is one adapted module of an adapter.
+type moduleInfo struct {
+	Path          string `json:"path"`
+	In            int    `json:"in"`
+	Out           int    `json:"out"`
+	AdapterParams int    `json:"adapter_params"`
+	BaseParams    int    `json:"base_params"`
+}
+
+// adapterInfo describes an adapter folder; the JSON keys follow adapter_config.json's where it
+// has them.
+type adapterInfo struct {
+	Kind                string       `json:"kind"` // "adapter"
+	Path                string       `json:"path"`
+	Method              string       `json:"method"`
+	PeftType            string       `json:"peft_type"`
+	Rank                int          `json:"r"`
+	Alpha               float64      `json:"lora_alpha"`
+	Scaling             float64      `json:"scaling"`
+	RSLoRA              bool         `json:"use_rslora"`
+	Targets             []string     `json:"target_modules"`
+	BaseModel           string       `json:"base_model_name_or_path,omitempty"`
+	Init                string       `json:"init,omitempty"`
+	TrainedSteps        int64        `json:"trained_steps"`
+	RampUpSteps         int64        `json:"ramp_up_steps,omitempty"`
+	Ramp                float64      `json:"u"` // u = min(trained_steps/T, 1); 1 for the LoRA family
+	LoraPlusRatio       float64      `json:"loraplus_lr_ratio,omitempty"`
+	ModulesToSave       []string     `json:"modules_to_save,omitempty"`
+	Modules             []moduleInfo `json:"modules"`
+	AdapterParams       int          `json:"adapter_params"`
+	BaseParams          int          `json:"adapted_base_params"`
+	ModulesToSaveParams int          `json:"modules_to_save_params"`
+	Weights             *fileInfo    `json:"weights"`
+
+	singlora bool
+}
+
+func describeAdapter(p string) (*adapterInfo, error) {
+	a, err := adapterio.Load(p)
+	if errors.Is(err, adapterio.ErrNoModuleShape) {
+		return nil, fmt.Errorf("%w\ninspect has no base checkpoint to read each module's [out, in] from: add \"module_shapes\": {\"<module>\": [out, in], ...} to the adapter's %s (merge --base does not need it)", err, adapterio.ConfigFile)
+	}
+	if err != nil {
+		return nil, err
+	}
+	c := a.Config
+	d := &adapterInfo{Kind: "adapter", Path: p, Method: string(a.Method()), PeftType: c.PeftType, Rank: c.R, Alpha: c.LoraAlpha,
+		Scaling: c.Scale(), RSLoRA: c.UseRSLoRA, Targets: c.TargetModules, BaseModel: c.BaseModel, TrainedSteps: c.TrainedSteps,
+		Ramp: c.Ramp(), LoraPlusRatio: c.LoraPlusRatio, ModulesToSave: c.ModulesToSave, AdapterParams: a.Params(),
+		Modules: []moduleInfo{}, singlora: c.PeftType == adapterio.TypeSingLoRA}
+	if d.singlora {
+		d.Init, d.RampUpSteps = c.Init, c.RampUpSteps
+	}
+	for _, m := range a.Modules {
+		d.Modules = append(d.Modules, moduleInfo{m.Path, m.In, m.Out, m.Params(), m.In * m.Out})
+		d.BaseParams += m.In * m.Out
+	}
+	for _, s := range a.Saved {
+		d.ModulesToSaveParams += len(s.Data)
+	}
+	if d.Weights, err = describeFile(filepath.Join(p, adapterio.WeightsFile)); err != nil {
+		return nil, err
+	}
+	d.Weights.Kind = ""
+	return d, nil
+}
+
+func (d *adapterInfo) text(w io.Writer) {
+	fmt.Fprintf(w, "adapter:      %s\n", d.Path)
+	fmt.Fprintf(w, "method:       %s (peft_type %s)\n", d.Method, d.PeftType)
+	fmt.Fprintf(w, "rank:         %d\n", d.Rank)
+	fmt.Fprintf(w, "alpha:        %g\n", d.Alpha)
+	mode := "alpha/r"
+	if d.RSLoRA {
+		mode = "alpha/sqrt(r) (rsLoRA)"
+	}
+	fmt.Fprintf(w, "scaling:      %g (%s)\n", d.Scaling, mode)
+	fmt.Fprintf(w, "targets:      %s\n", strings.Join(d.Targets, ", "))
+	if d.BaseModel != "" {
+		fmt.Fprintf(w, "base model:   %s\n", d.BaseModel)
+	}
+	if d.singlora {
+		fmt.Fprintf(w, "init:         %s\n", d.Init)
+		fmt.Fprintf(w, "trained steps: %d, ramp T = %d, u = %g\n", d.TrainedSteps, d.RampUpSteps, d.Ramp)
+	} else if d.TrainedSteps > 0 {
+		fmt.Fprintf(w, "trained steps: %d\n", d.TrainedSteps)
+	}
+	if d.LoraPlusRatio > 0 {
+		fmt.Fprintf(w, "lora+ ratio:  %g\n", d.LoraPlusRatio)
+	}
+	if len(d.ModulesToSave) > 0 {
+		fmt.Fprintf(w, "modules_to_save: %s\n", strings.Join(d.ModulesToSave, ", "))
+	}
+	fmt.Fprintf(w, "\n%-50s %7s %7s %10s %10s\n", "module", "in", "out", "adapter", "base")
+	for _, m := range d.Modules {
+		fmt.Fprintf(w, "%-50s %7d %7d %10d %10d\n", m.Path, m.In, m.Out, m.AdapterParams, m.BaseParams)
+	}
+	fmt.Fprintf(w, "adapter params: %d in %d modules (adapted base weights: %d)", d.AdapterParams, len(d.Modules), d.BaseParams)
+	if d.ModulesToSaveParams > 0 {
+		fmt.Fprintf(w, ", modules_to_save params: %d", d.ModulesToSaveParams)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w)
+	d.Weights.text(w)
 }

@@ -20,6 +20,7 @@ import (
 type command struct {
 	Name    string
 	Summary string
+	Details string // optional: more about the command, shown by -h between the summary and the examples
 	Usage   string // one or more example lines
 	Run     func(args []string) error
 }
@@ -52,7 +53,9 @@ func usage() {
 			}
 		}
 	}
-	fmt.Fprintln(os.Stderr, "\nRun \"singlora <command> -h\" for a command's flags.")
+	fmt.Fprintln(os.Stderr, "\nFlags may come before or after a command's arguments (\"--\" ends them); list flags (--method, --seed,\n"+
+		"--lr where a command runs several) take values comma-separated or repeated.\n"+
+		"Run \"singlora <command> -h\" (or \"singlora help <command>\") for a command's summary, examples and flags.")
 }
 
 func main() {

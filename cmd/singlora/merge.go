@@ -1,8 +1,6 @@
 package main
 
 import (
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -16,6 +14,10 @@ func init() {
 	register(&command{
 		Name:    "merge",
 		Summary: "merge an adapter into (or --unmerge it from) a safetensors checkpoint",
+		Details: `Merge writes W0 + ΔW for every adapted module (<m>.weight of --base) and the adapter's modules_to_save
+tensors; --unmerge subtracts ΔW again. A SingLoRA module missing from module_shapes takes its
+[out, in] from --base. Nothing is written unless every output tensor is finite in its dtype.
+Here --out is a file (every other command's --out is a folder).`,
 		Usage: `singlora merge --base model.safetensors --adapter ADAPTER_DIR --out merged.safetensors
 singlora merge --unmerge --base merged.safetensors --adapter ADAPTER_DIR --out base.safetensors`,
 		Run: func(args []string) error { return runMerge(args, os.Stdout) },
@@ -23,30 +25,23 @@ singlora merge --unmerge --base merged.safetensors --adapter ADAPTER_DIR --out b
 }
 
 func runMerge(args []string, w io.Writer) error {
-	fs := flag.NewFlagSet("merge", flag.ContinueOnError)
+	fs := newFlags("merge")
 	base := fs.String("base", "", "base checkpoint (.safetensors); adapted module <m> needs tensor <m>.weight")
 	adapter := fs.String("adapter", "", "adapter folder (adapter_config.json + adapter_model.safetensors)")
-	out := fs.String("out", "", "output .safetensors file (written atomically; may equal --base)")
+	out := fs.String("out", "", "the output .safetensors file (a file, not a folder; written atomically; may equal --base)")
 	unmerge := fs.Bool("unmerge", false, "subtract the adapter's frozen ΔW instead of adding it (not possible for DoRA), and remove the\n"+
 		"modules_to_save tensors (e.g. a head) that merge added to a base without them (merge records them\n"+
 		"in the file's metadata); those that merge wrote over the base's own are kept, as the originals are\n"+
 		"not in the adapter")
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "Usage: singlora merge --base CKPT --adapter DIR --out FILE [--unmerge]")
-		fmt.Fprintln(fs.Output(), "\nMerge writes W0 + ΔW for every adapted module (<m>.weight of --base) and the adapter's modules_to_save\n"+
-			"tensors; --unmerge subtracts ΔW again. A SingLoRA module missing from module_shapes takes its\n"+
-			"[out, in] from --base. Nothing is written unless every output tensor is finite in its dtype.")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
+	pos, err := parseArgs(fs, args)
+	if err != nil {
 		return err
 	}
-	if *base == "" || *adapter == "" || *out == "" {
-		fs.Usage()
-		return errors.New("--base, --adapter and --out are required")
+	if err := wantArgs(pos, 0, 0, ""); err != nil {
+		return err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %v", fs.Args())
+	if err := required(map[string]string{"base": *base, "adapter": *adapter, "out": *out}, "base", "adapter", "out"); err != nil {
+		return err
 	}
 	if err := safetensors.CheckOutputPath(*out); err != nil {
 		return fmt.Errorf("--out %w", err)
@@ -75,4 +70,27 @@ func nameList(names []string) string {
 		return ""
 	}
 	return " (" + strings.Join(names, ", ") + ")"
+}
+
+// required checks that the flags names (in this order) have values in given, and names the
+// missing ones.
+func required(given map[string]string, names ...string) error {
+	var missing []string
+	for _, n := range names {
+		if given[n] == "" {
+			missing = append(missing, "--"+n)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	all := make([]string, len(names))
+	for i, n := range names {
+		all[i] = "--" + n
+	}
+	verb := "is"
+	if len(missing) > 1 {
+		verb = "are"
+	}
+	return fmt.Errorf("%s %s missing: this command needs %s (see -h)", strings.Join(missing, " and "), verb, strings.Join(all, ", "))
 }

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -16,52 +14,35 @@ func init() {
 	register(&command{
 		Name:    "plot",
 		Summary: "chart training curves of run folders as SVG and PNG",
-		Usage:   "singlora plot runs/a runs/b\nsinglora plot --metric eval.accuracy --sweep --out plots runs/*",
-		Run:     func(args []string) error { return runPlot(args, os.Stdout) },
+		Usage: `singlora plot runs/a runs/b
+singlora plot --metric eval.accuracy --sweep --out plots runs/*
+singlora plot runs/s1 --metric loss,lr --smooth 0.9 --out plots`,
+		Run: func(args []string) error { return runPlot(args, os.Stdout) },
 	})
-}
-
-// metricList is a repeatable string flag.
-type metricList []string
-
-func (s *metricList) String() string { return strings.Join(*s, ",") }
-
-func (s *metricList) Set(v string) error {
-	for _, p := range strings.Split(v, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			*s = append(*s, p)
-		}
-	}
-	return nil
 }
 
 // smoothed are the metrics --smooth applies to: the noisy per-step ones.
 var smoothed = map[string]bool{"loss": true, "grad_norm": true}
 
 func runPlot(args []string, w io.Writer) error {
-	fs := flag.NewFlagSet("plot", flag.ContinueOnError)
-	var metrics metricList
-	fs.Var(&metrics, "metric", "metric to chart, repeatable or comma-separated: loss, lr, u, grad_norm, wall_seconds, eval.NAME\n(default: loss and every eval metric the runs log)")
+	fs := newFlags("plot")
+	ml := newListFlag()
+	fs.Var(ml, "metric", "the `metrics` to chart, comma-separated or repeated: loss, lr, u, grad_norm, wall_seconds, eval.NAME\n(default: loss and every eval metric the runs log)")
 	out := fs.String("out", ".", "folder for METRIC.svg and METRIC.png (created if missing)")
 	smooth := fs.Float64("smooth", 0, "EMA weight in [0, 1) for the loss and grad_norm curves (0: raw; 0.9 is smooth)")
 	sweep := fs.Bool("sweep", false, "also chart each metric's final value against config.json's lr, one line per method\n(sweep-METRIC.svg/png; runs sharing method and lr are averaged with ± std bars)")
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "Usage: singlora plot [--metric NAME]... [--out DIR] [--smooth S] [--sweep] RUN...")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return err
-	}
-	if fs.NArg() == 0 {
-		return errors.New("give one or more run folders (each with metrics.jsonl)")
-	}
-	runs, err := plot.LoadRuns(fs.Args()...)
+	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
 	}
+	if err := wantArgs(pos, 1, -1, "one or more run folders (each with metrics.jsonl)"); err != nil {
+		return err
+	}
+	runs, err := plot.LoadRuns(pos...)
+	if err != nil {
+		return err
+	}
+	metrics := ml.values
 	if len(metrics) == 0 {
 		avail := plot.Available(runs)
 		for _, m := range avail {

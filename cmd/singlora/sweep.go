@@ -3,13 +3,14 @@ package main
 import (
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 
 	"github.com/singlora/singlora/finetune"
-	"github.com/singlora/singlora/internal/fetch"
+	"github.com/singlora/singlora/peft"
 	"github.com/singlora/singlora/sweep"
 )
 
@@ -17,48 +18,65 @@ func init() {
 	register(&command{
 		Name:    "sweep",
 		Summary: "run a method × learning-rate × seed grid of train runs (resumable), with a summary table and plot",
-		Usage:   "singlora sweep --data train.jsonl --test test.jsonl --methods singlora,lora --lrs 1e-4,1e-3 --seeds 1,2,3 --out runs/sweep",
-		Run:     runSweep,
+		Usage: `singlora sweep --data train.jsonl --test test.jsonl --method singlora,lora --lr 1e-4,1e-3 --seed 1,2,3 --out runs/sweep
+singlora sweep --config base.yaml --method dora --method loraplus --lr 5e-4 --out runs/sweep --parallel 2`,
+		Run: runSweep,
 	})
+	var details strings.Builder
+	details.WriteString("Experiments (EXPERIMENTS.md):\n")
+	for _, n := range sweep.ExperimentNames() {
+		fmt.Fprintf(&details, "  %-14s %s\n", n, sweep.Experiments[n].Description)
+	}
 	register(&command{
 		Name:    "experiment",
 		Summary: "run one of EXPERIMENTS.md's experiments on the demo data: " + strings.Join(sweep.ExperimentNames(), ", "),
-		Usage:   "singlora experiment lr-robustness --out runs/exp-lr --parallel 2",
-		Run:     runExperiment,
+		Details: details.String(),
+		Usage: `singlora experiment lr-robustness --out runs/exp-lr --parallel 2
+singlora experiment equal-budget --seed 1,2,3,4,5 --epochs 2`,
+		Run: runExperiment,
 	})
 }
 
-func parseFloats(s string) ([]float64, error) {
+// parseLRs parses --lr's values: finite numbers > 0.
+func parseLRs(vals []string) ([]float64, error) {
 	var out []float64
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p == "" {
-			continue
-		}
-		f, err := strconv.ParseFloat(p, 64)
-		if err != nil || !(f > 0) {
-			return nil, fmt.Errorf("bad number %q", p)
+	for _, v := range vals {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || math.IsInf(f, 0) || !(f > 0) {
+			return nil, fmt.Errorf("--lr %q: want a learning rate, a finite number > 0 (like 1e-3)", v)
 		}
 		out = append(out, f)
 	}
 	return out, nil
 }
 
-func parseSeeds(s string) ([]uint64, error) {
+// parseSeeds parses --seed's values: whole numbers ≥ 0, at least one.
+func parseSeeds(vals []string) ([]uint64, error) {
 	var out []uint64
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p == "" {
-			continue
-		}
-		n, err := strconv.ParseUint(p, 10, 64)
+	for _, v := range vals {
+		n, err := strconv.ParseUint(v, 10, 64)
 		if err != nil {
-			return nil, fmt.Errorf("bad seed %q", p)
+			return nil, fmt.Errorf("--seed %q: want a whole number ≥ 0", v)
 		}
 		out = append(out, n)
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("no seeds")
+		return nil, fmt.Errorf("--seed: no seeds given (want one or more, like 1,2,3)")
 	}
 	return out, nil
+}
+
+// parseMethods checks --method's values against the registered methods and returns them.
+func parseMethods(vals []string) ([]string, error) {
+	for _, v := range vals {
+		if _, err := peft.ParseMethod(v); err != nil {
+			return nil, fmt.Errorf("--method: %w", err)
+		}
+	}
+	if len(vals) == 0 {
+		return nil, fmt.Errorf("--method: no methods given (want one or more of %s)", peft.MethodList())
+	}
+	return vals, nil
 }
 
 // sweepRunFlags are the flags shared by sweep and experiment.
@@ -68,21 +86,33 @@ type sweepRunFlags struct {
 	epochs            *float64
 	batch             *int
 	steps             *int64
-	seeds             *string
+	seeds, lrs        *listFlag
+	cache             *string
 	summaryOnly       *bool
 }
 
-func addSweepFlags(fs *flag.FlagSet) *sweepRunFlags {
-	return &sweepRunFlags{
-		out:         fs.String("out", "", "sweep folder (required; rerun with the same folder to resume)"),
+const sweepOutUsage = "the sweep folder: a run folder per cell, the summary and plots; rerun with the same folder to resume\n" +
+	"(sweep: required; experiment: default runs/exp-NAME)"
+
+// addSweepFlags defines the flags sweep and experiment share; lrs are --lr's defaults.
+func addSweepFlags(fs *flag.FlagSet, lrUsage string, lrs ...string) *sweepRunFlags {
+	f := &sweepRunFlags{
+		out:         fs.String("out", "", sweepOutUsage),
 		parallel:    fs.Int("parallel", 1, "runs at once"),
 		threads:     fs.Int("threads", 0, "threads per run (default: cores / parallel)"),
 		epochs:      fs.Float64("epochs", 0, "epochs per run (default: the config's)"),
 		batch:       fs.Int("batch", 0, "batch size (default: the config's)"),
 		steps:       fs.Int64("steps", 0, "optimizer steps per run (overrides epochs)"),
-		seeds:       fs.String("seeds", "1,2,3", "seeds"),
+		seeds:       newListFlag("1", "2", "3"),
+		lrs:         newListFlag(lrs...),
+		cache:       cacheFlag(fs),
 		summaryOnly: fs.Bool("summary-only", false, "only summarise the finished runs"),
 	}
+	fs.Var(f.seeds, "seed", "the `seeds`, comma-separated or repeated")
+	alias(fs, "seeds", "seed")
+	fs.Var(f.lrs, "lr", lrUsage)
+	alias(fs, "lrs", "lr")
+	return f
 }
 
 func (f *sweepRunFlags) apply(c *finetune.Config) {
@@ -124,25 +154,46 @@ func (f *sweepRunFlags) run(cells []sweep.Cell) error {
 	return nil
 }
 
-func runSweep(args []string) error {
-	fs := flag.NewFlagSet("sweep", flag.ContinueOnError)
-	sf := addSweepFlags(fs)
+// parseSweep reads sweep's command line into the grid's cells (nothing is run or written).
+func parseSweep(args []string) ([]sweep.Cell, *sweepRunFlags, error) {
+	fs := newFlags("sweep")
+	sf := addSweepFlags(fs, "the learning `rates`, comma-separated or repeated", "1e-4", "3e-4", "1e-3", "3e-3")
 	config := fs.String("config", "", "base train config (JSON/YAML)")
 	dataPath := fs.String("data", "", "training data")
 	val := fs.String("val", "", "validation data")
 	test := fs.String("test", "", "test data")
-	methods := fs.String("methods", "singlora,lora", "methods")
-	lrs := fs.String("lrs", "1e-4,3e-4,1e-3,3e-3", "learning rates")
-	if err := fs.Parse(args); err != nil {
-		return err
+	methods := newListFlag("singlora", "lora")
+	fs.Var(methods, "method", "the `methods`, comma-separated or repeated, of "+peft.MethodList())
+	alias(fs, "methods", "method")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := wantArgs(pos, 0, 0, ""); err != nil {
+		return nil, nil, err
 	}
 	if *sf.out == "" {
-		return fmt.Errorf("--out is required")
+		return nil, nil, fmt.Errorf("--out is required: the sweep folder (rerun with the same folder to resume)")
+	}
+	if err := useCache(fs, *sf.cache); err != nil {
+		return nil, nil, err
+	}
+	ms, err := parseMethods(methods.values)
+	if err != nil {
+		return nil, nil, err
+	}
+	lrList, err := parseLRs(sf.lrs.values)
+	if err != nil {
+		return nil, nil, err
+	}
+	seeds, err := parseSeeds(sf.seeds.values)
+	if err != nil {
+		return nil, nil, err
 	}
 	base := finetune.Default()
 	if *config != "" {
 		if err := base.LoadFile(*config); err != nil {
-			return err
+			return nil, nil, err
 		}
 	}
 	if *dataPath != "" {
@@ -156,60 +207,70 @@ func runSweep(args []string) error {
 	}
 	sf.apply(&base)
 	if err := base.Validate(); err != nil {
-		return err
+		return nil, nil, err
 	}
-	lrList, err := parseFloats(*lrs)
-	if err != nil {
-		return err
-	}
-	seeds, err := parseSeeds(*sf.seeds)
-	if err != nil {
-		return err
-	}
-	return sf.run(sweep.Grid(base, sweep.MethodVariants(strings.Split(*methods, ",")), lrList, seeds))
+	return sweep.Grid(base, sweep.MethodVariants(ms), lrList, seeds), sf, nil
 }
 
-func runExperiment(args []string) error {
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		fmt.Fprintf(os.Stderr, "usage: singlora experiment NAME [--out DIR] [--seeds 1,2,3] [--lrs …] [--epochs E] [--parallel N] [--threads T] [--summary-only]\n")
-		for _, n := range sweep.ExperimentNames() {
-			fmt.Fprintf(os.Stderr, "  %-14s %s\n", n, sweep.Experiments[n].Description)
-		}
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
-			return flag.ErrHelp
-		}
-		return fmt.Errorf("name an experiment: %s", strings.Join(sweep.ExperimentNames(), ", "))
-	}
-	exp, err := sweep.Lookup(args[0])
+func runSweep(args []string) error {
+	cells, sf, err := parseSweep(args)
 	if err != nil {
 		return err
 	}
-	fs := flag.NewFlagSet("experiment", flag.ContinueOnError)
-	sf := addSweepFlags(fs)
-	cache := fs.String("cache", fetch.CacheDir(), "cache with the fetched demo data")
-	lrs := fs.String("lrs", "", "learning rates, for experiments that sweep them (default: the experiment's)")
-	if err := fs.Parse(args[1:]); err != nil {
-		return err
+	return sf.run(cells)
+}
+
+// experimentArgs are experiment's settings from the command line.
+type experimentArgs struct {
+	exp   sweep.Experiment
+	sf    *sweepRunFlags
+	seeds []uint64
+	lrs   []float64 // nil: the experiment's own
+}
+
+func parseExperiment(args []string) (*experimentArgs, error) {
+	fs := newFlags("experiment")
+	sf := addSweepFlags(fs, "learning `rates`, comma-separated or repeated, for the experiments that sweep them (default: the experiment's)")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return nil, err
+	}
+	if err := wantArgs(pos, 1, 1, "one experiment name ("+strings.Join(sweep.ExperimentNames(), ", ")+")"); err != nil {
+		return nil, err
+	}
+	exp, err := sweep.Lookup(pos[0])
+	if err != nil {
+		return nil, err
+	}
+	if err := useCache(fs, *sf.cache); err != nil {
+		return nil, err
+	}
+	a := &experimentArgs{exp: exp, sf: sf}
+	if a.seeds, err = parseSeeds(sf.seeds.values); err != nil {
+		return nil, err
+	}
+	if len(sf.lrs.values) > 0 {
+		if a.lrs, err = parseLRs(sf.lrs.values); err != nil {
+			return nil, err
+		}
 	}
 	if *sf.out == "" {
 		*sf.out = filepath.Join("runs", "exp-"+exp.Name)
 	}
-	base, err := sweep.DemoData(*cache, filepath.Join(*sf.out, "data"), 1)
+	return a, nil
+}
+
+func runExperiment(args []string) error {
+	a, err := parseExperiment(args)
+	if err != nil {
+		return err
+	}
+	base, err := sweep.DemoData(*a.sf.cache, filepath.Join(*a.sf.out, "data"), 1)
 	if err != nil {
 		return err
 	}
 	base.Model = "use"
-	sf.apply(&base)
-	seeds, err := parseSeeds(*sf.seeds)
-	if err != nil {
-		return err
-	}
-	var lrList []float64
-	if *lrs != "" {
-		if lrList, err = parseFloats(*lrs); err != nil {
-			return err
-		}
-	}
-	fmt.Fprintf(os.Stderr, "experiment %s: %s\n", exp.Name, exp.Description)
-	return sf.run(exp.Cells(base, seeds, lrList))
+	a.sf.apply(&base)
+	fmt.Fprintf(os.Stderr, "experiment %s: %s\n", a.exp.Name, a.exp.Description)
+	return a.sf.run(a.exp.Cells(base, a.seeds, a.lrs))
 }

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +12,7 @@ import (
 
 	"github.com/singlora/singlora/backend"
 	"github.com/singlora/singlora/finetune"
+	"github.com/singlora/singlora/models"
 	"github.com/singlora/singlora/peft"
 )
 
@@ -19,31 +22,37 @@ func init() {
 		Summary: "fine-tune on a data file (JSONL/CSV) with " + peft.MethodList(),
 		Usage: `singlora train --data train.jsonl --method singlora --lr 1e-3 --run runs/s1
 singlora train --config run.yaml --lr 5e-4
+singlora train --model ./tiny-llama --data pairs.jsonl --run runs/lm --json
 singlora train --resume runs/s1`,
 		Run: runTrain,
 	})
 }
 
-type stringsFlag []string
-
-func (s *stringsFlag) String() string     { return strings.Join(*s, ",") }
-func (s *stringsFlag) Set(v string) error { *s = append(*s, strings.Split(v, ",")...); return nil }
+// modelUsage is --model's help: the model types the models registry knows, per task.
+func modelUsage() string {
+	return fmt.Sprintf("model: a built-in model's name (use: Universal Sentence Encoder Lite, fetched by singlora fetch) or a Hugging Face\n"+
+		"folder whose config.json model_type is one the registry knows — classify: %s; causal-lm: %s",
+		strings.Join(models.ModelTypes(models.Classify), ", "), strings.Join(models.ModelTypes(models.CausalLM), ", "))
+}
 
 func runTrain(args []string) error {
-	fs := flag.NewFlagSet("train", flag.ContinueOnError)
+	fs := newFlags("train")
 	d := finetune.Default()
 	var (
 		configPath = fs.String("config", "", "config file (JSON, or YAML by .yaml/.yml); flags given explicitly win")
-		resume     = fs.String("resume", "", "resume the run in this folder with its own config.json (only --quiet, --show-params and --dry-run may be added)")
-		run        = fs.String("run", "", "run folder (default runs/<method>-<time>)")
+		resume     = fs.String("resume", "", "resume the run in this folder with its own config.json (only --quiet, --show-params, --dry-run, --cache and --json may be added)")
+		run        = fs.String("run", "", "the run folder to write (default runs/<method>-<time>)")
 		quiet      = fs.Bool("quiet", false, "log lines instead of a progress bar")
 		showParams = fs.Bool("show-params", false, "print the adapted layers with their parameter counts, and trainable vs total, before training")
 		dryRun     = fs.Bool("dry-run", false, "load everything, print the parameter report, and stop before training")
-		targets    stringsFlag
+		jsonOut    = fs.Bool("json", false, "print the final summary (and --dry-run's parameter report) as one JSON object on stdout; the parameter\n"+
+			"report of --show-params goes to stderr")
+		cache   = cacheFlag(fs)
+		targets = newListFlag()
 	)
 	var c finetune.Config
 	fs.StringVar(&c.Name, "name", "", "run name (for plots and tables)")
-	fs.StringVar(&c.Model, "model", d.Model, `model: "use" (Universal Sentence Encoder Lite, fetched by singlora fetch), or a Hugging Face folder: BERT/RoBERTa (classify) or a causal LM (Llama, Mistral, Qwen2, GPT-2)`)
+	fs.StringVar(&c.Model, "model", d.Model, modelUsage())
 	fs.StringVar(&c.Task, "task", d.Task, "task: classify (text/label) or causal-lm (prompt/completion; the default for causal-LM folders)")
 	fs.StringVar(&c.PromptColumn, "prompt-column", "", "prompt column (default prompt)")
 	fs.StringVar(&c.CompletionColumn, "completion-column", "", "completion column (default completion)")
@@ -54,11 +63,12 @@ func runTrain(args []string) error {
 	fs.Float64Var(&c.ValFraction, "val-fraction", d.ValFraction, "fraction of --data held out for validation when --val is not given")
 	fs.StringVar(&c.TextColumn, "text-column", "", "text column (default text)")
 	fs.StringVar(&c.LabelColumn, "label-column", "", "label column (default label)")
-	fs.StringVar(&c.Method, "method", d.Method, peft.MethodList())
+	fs.StringVar(&c.Method, "method", d.Method, "the adapter `method`: "+peft.MethodList())
+	single(fs, "method", "method", "to compare methods, run singlora sweep --method A,B (a train run per method × lr × seed)")
 	fs.IntVar(&c.Rank, "rank", d.Rank, "adapter rank r")
 	fs.Float64Var(&c.Alpha, "alpha", d.Alpha, "adapter α (scale α/r)")
 	fs.BoolVar(&c.RSLoRA, "rslora", false, "scale by α/√r")
-	fs.Var(&targets, "targets", `target modules: "all-linear", names, dotted suffixes or re:REGEX (comma-separated or repeated)`)
+	fs.Var(targets, "targets", "the target `modules`: \"all-linear\", names, dotted suffixes or re:REGEX (comma-separated or repeated)")
 	fs.StringVar(&c.Init, "init", "", "init: theory (SingLoRA default) or kaiming-dr (public implementations' scale)")
 	fs.Float64Var(&c.Dropout, "dropout", 0, "adapter input dropout")
 	fs.Float64Var(&c.LoRAPlusRatio, "loraplus-ratio", 0, "LoRA+ λ (default 16)")
@@ -74,18 +84,23 @@ func runTrain(args []string) error {
 	fs.IntVar(&c.Streams, "streams", 0, fmt.Sprintf("split each batch into this many independent chains (same math, better use of the cores; default %d)", finetune.DefaultStreams))
 	fs.Float64Var(&c.Epochs, "epochs", d.Epochs, "epochs")
 	fs.Int64Var(&c.Steps, "steps", 0, "optimizer steps (overrides --epochs)")
-	fs.Uint64Var(&c.Seed, "seed", d.Seed, "seed (split, init, data order, dropout)")
+	fs.Uint64Var(&c.Seed, "seed", d.Seed, "the `seed` of the split, init, data order and dropout")
+	single(fs, "seed", "seed", "to train several seeds, run singlora sweep --seed 1,2,3")
 	fs.Int64Var(&c.EvalEvery, "eval-every", 0, "evaluate every N steps (default: every epoch)")
 	fs.Int64Var(&c.CheckpointEvery, "checkpoint-every", 0, "checkpoint every N steps (default: at evaluations and the end)")
 	fs.StringVar(&c.EarlyMetric, "early-metric", d.EarlyMetric, "metric that selects the best checkpoint (accuracy or loss)")
 	fs.IntVar(&c.Patience, "patience", 0, "stop after N evaluations without improvement (0: never)")
-	if err := fs.Parse(args); err != nil {
+	pos, err := parseArgs(fs, args)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	if err := wantArgs(pos, 0, 0, ""); err != nil {
+		return err
 	}
-	c.Targets = targets
+	if err := useCache(fs, *cache); err != nil {
+		return err
+	}
+	c.Targets = targets.values
 	var cfg finetune.Config
 	var dir string
 	if *resume != "" {
@@ -135,8 +150,15 @@ func runTrain(args []string) error {
 		return err
 	}
 	job.SetQuiet(*quiet)
+	var report io.Writer = os.Stdout
+	if *jsonOut {
+		report = os.Stderr // stdout holds the JSON alone
+	}
+	if *dryRun && *jsonOut {
+		return printJSON(os.Stdout, paramsJSON(dir, job.Params()))
+	}
 	if *showParams || *dryRun {
-		fmt.Print(job.Params().String())
+		fmt.Fprint(report, job.Params().String())
 	}
 	if *dryRun {
 		return nil
@@ -146,6 +168,9 @@ func runTrain(args []string) error {
 	s, err := job.Run(ctx, *resume != "")
 	if err != nil {
 		return err
+	}
+	if *jsonOut {
+		return printJSON(os.Stdout, trainJSON{Run: dir, Summary: s})
 	}
 	if val := fmtMetrics(s.Val); val != "" {
 		fmt.Printf("run %s: %d steps (best at %d), validation %s", dir, s.Steps, s.BestStep, val)
@@ -160,7 +185,48 @@ func runTrain(args []string) error {
 }
 
 // resumeFlags are the flags --resume may be combined with (they do not change the run).
-var resumeFlags = map[string]bool{"resume": true, "quiet": true, "show-params": true, "dry-run": true}
+var resumeFlags = map[string]bool{"resume": true, "quiet": true, "show-params": true, "dry-run": true, "cache": true, "json": true}
+
+// trainJSON is train --json's line: the run folder and the run's summary (finetune.Summary's
+// fields, as in the run's summary.json).
+type trainJSON struct {
+	Run string `json:"run"`
+	*finetune.Summary
+}
+
+// layerJSON is one adapted layer of a parameter report in JSON.
+type layerJSON struct {
+	Path      string `json:"path"`
+	In        int    `json:"in"`
+	Out       int    `json:"out"`
+	Base      int    `json:"base_params"`
+	Trainable int    `json:"trainable_params"`
+}
+
+// paramsJSON is train --dry-run --json's object: the run folder and the parameter report.
+func paramsJSON(dir string, r peft.Report) any {
+	layers := make([]layerJSON, len(r.Layers))
+	for i, l := range r.Layers {
+		layers[i] = layerJSON{l.Path, l.In, l.Out, l.Base, l.Trainable}
+	}
+	return struct {
+		Run       string      `json:"run"`
+		DryRun    bool        `json:"dry_run"`
+		Trainable int         `json:"trainable_params"`
+		Total     int         `json:"total_params"`
+		Layers    []layerJSON `json:"layers"`
+	}{dir, true, r.Trainable, r.Total, layers}
+}
+
+// printJSON writes v as one line of JSON to w.
+func printJSON(w io.Writer, v any) error {
+	js, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "%s\n", js)
+	return err
+}
 
 // newRunName returns base, or base-2, base-3… : the first that does not exist yet, created
 // (os.Mkdir is atomic), so two runs started in the same second get different folders.
