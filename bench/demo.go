@@ -89,7 +89,7 @@ func demoGFLOP(l int, m peft.Method) float64 {
 		fwd += 4 * DemoBatch * float64(l*l) * float64(d)
 	}
 	trainable := 0.0
-	if m == peft.Full {
+	if peft.TrainsBase(m) {
 		trainable = fwd
 	}
 	return nominalGFLOP(fwd, trainable)

@@ -118,7 +118,7 @@ func ModelWorkload(method string) (Workload, error) {
 		for _, s := range specs {
 			fwd += 2 * float64(batch*seq) * float64(s.In*s.Out)
 		}
-		if m == peft.Full {
+		if peft.TrainsBase(m) {
 			trainable = fwd
 		}
 		shape = fmt.Sprintf("%s %s %s B=%d L=%d, %d linear layers r=%d", Model, arch, task, batch, seq, len(specs), cfg.Rank)

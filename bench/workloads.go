@@ -239,7 +239,7 @@ func BertWorkload(s BertShape, method string) (Workload, error) {
 	linear := 2 * n * (4*h*h + 2*h*f) * float64(s.Layers)
 	attn := 4 * float64(s.Batch) * float64(s.Seq*s.Seq) * h * float64(s.Layers)
 	trainable := 0.0
-	if m == peft.Full {
+	if peft.TrainsBase(m) {
 		trainable = linear
 	}
 	w := Workload{Name: s.Name + "/" + string(m), Method: string(m), GFLOP: nominalGFLOP(linear+attn, trainable),
@@ -367,7 +367,7 @@ func LlamaWorkload(s LlamaShape, method string) (Workload, error) {
 	head := 2 * n * h * float64(s.Vocab)
 	attn := 4 * float64(s.Batch) * float64(s.Seq*s.Seq) * h * float64(s.Layers)
 	trainable := 0.0
-	if m == peft.Full {
+	if peft.TrainsBase(m) {
 		trainable = linear + head
 	}
 	w := Workload{Name: s.Name + "/" + string(m), Method: string(m), GFLOP: nominalGFLOP(linear+head+attn, trainable),

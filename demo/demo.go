@@ -36,8 +36,11 @@ type MethodSpec struct {
 
 // DefaultLR is each method's default learning rate in the demo: the paper's 1e-3 for SingLoRA,
 // PEFT's common 5e-4 for LoRA, LoRA+ and DoRA, 5e-5 for full fine-tuning, and 1e-2 for the
-// frozen baseline (the head alone).
+// frozen baseline (the head alone). A method missing from the table runs at FallbackLR.
 var DefaultLR = map[peft.Method]float64{peft.Frozen: 1e-2, peft.LoRA: 5e-4, peft.LoRAPlus: 5e-4, peft.DoRA: 5e-4, peft.SingLoRA: 1e-3, peft.Full: 5e-5}
+
+// FallbackLR is the demo's learning rate for a method DefaultLR does not list: the paper's one rate.
+const FallbackLR = 1e-3
 
 // Options configures a demo run.
 type Options struct {
@@ -323,7 +326,11 @@ func ParseMethods(s string) ([]MethodSpec, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, MethodSpec{Name: string(m), Method: m, LR: DefaultLR[m]})
+		lr, ok := DefaultLR[m]
+		if !ok {
+			lr = FallbackLR // a registered method the table does not list yet
+		}
+		out = append(out, MethodSpec{Name: string(m), Method: m, LR: lr})
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("no methods given")

@@ -44,6 +44,14 @@ func MethodList() string { return tuner.MethodList() }
 // should set Config.RampSteps (SingLoRA).
 func UsesRamp(m Method) bool { return tuner.UsesRamp(m) }
 
+// TrainsBase reports whether method m trains the base layers' weights themselves (full
+// fine-tuning) rather than adapter tensors beside frozen ones: a training step then also computes
+// every weight's gradient (benchmarks count those FLOPs).
+func TrainsBase(m Method) bool {
+	t, err := tuner.Lookup(m)
+	return err == nil && t.Trainable("/layer/weight")
+}
+
 // Init names how adapter weights are initialised (defined in peftdef).
 type Init = peftdef.Init
 

@@ -31,3 +31,14 @@ func TestValidateFloat32Alpha(t *testing.T) {
 		t.Errorf("default config refused: %v", err)
 	}
 }
+
+func TestTrainsBase(t *testing.T) {
+	for _, m := range []Method{SingLoRA, LoRA, LoRAPlus, DoRA, Full, Frozen} {
+		if got, want := TrainsBase(m), m == Full; got != want {
+			t.Errorf("TrainsBase(%s) = %v, want %v", m, got, want)
+		}
+	}
+	if TrainsBase("no-such-method") {
+		t.Error("an unknown method trains nothing")
+	}
+}
