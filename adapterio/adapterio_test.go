@@ -34,7 +34,7 @@ var testSpecs = []peft.LinearSpec{
 func newAdapter(t testing.TB, m peft.Method, specs []peft.LinearSpec, r int, alpha float64, rs bool, T, steps int64, seed uint64) *Adapter {
 	t.Helper()
 	rng := rand.New(rand.NewPCG(seed, 7))
-	c := &Config{R: r, LoraAlpha: alpha, TargetModules: []string{peft.AllLinear}, UseRSLoRA: rs,
+	c := &Config{Settings: Settings{R: r, LoraAlpha: alpha, TargetModules: []string{peft.AllLinear}, UseRSLoRA: rs},
 		BaseModel: "test/base", TrainedSteps: steps, Extra: map[string]json.RawMessage{}}
 	switch m {
 	case peft.SingLoRA:

@@ -44,6 +44,9 @@ const TensorPrefix = "base_model.model."
 // Config is adapter_config.json (see package adapterconfig).
 type Config = adapterconfig.Config
 
+// Settings are the adapter settings under PEFT's key names (see adapterconfig.Settings).
+type Settings = adapterconfig.Settings
+
 // ParseConfig parses and validates adapter_config.json (see adapterconfig.Parse).
 func ParseConfig(b []byte) (*Config, error) { return adapterconfig.Parse(b) }
 

@@ -181,7 +181,7 @@ func Config(o Options, ms MethodSpec, sp *Split) finetune.Config {
 	c := finetune.Default()
 	c.Name, c.Model, c.Task = ms.Name, "use", "classify"
 	c.Train, c.Val, c.Test, c.ValFraction = sp.Train, sp.Val, sp.Test, 0
-	c.Method, c.Rank, c.Alpha = string(ms.Method), o.Rank, o.alpha()
+	c.Method, c.R, c.LoraAlpha = string(ms.Method), o.Rank, o.alpha()
 	c.Ramp = strconv.FormatInt(max(1, steps/100), 10)
 	c.LR, c.HeadLR, c.WeightDecay, c.ClipNorm = ms.LR, o.HeadLR, 0.01, 0
 	c.Warmup, c.Schedule = strconv.FormatInt(steps/10, 10), string(optim.Linear)

@@ -57,7 +57,7 @@ func TestDemoIsReproducible(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if c.Method != m.Name || c.Rank != 8 || c.Seed != 5 || c.Steps != m.Steps || c.LR != m.LR {
+		if c.Method != m.Name || c.R != 8 || c.Seed != 5 || c.Steps != m.Steps || c.LR != m.LR {
 			t.Errorf("%s: config.json %+v does not match the run %+v", m.Name, c, m)
 		}
 		task, err := finetune.LoadClassifier(dir)
@@ -93,9 +93,9 @@ func TestConfigSteps(t *testing.T) {
 	} {
 		o := Options{Epochs: tc.epochs, BatchSize: tc.batch, Rank: tc.rank, Alpha: tc.alpha, HeadLR: 1e-2, Seed: 1}
 		c := Config(o, MethodSpec{Name: "singlora", Method: "singlora", LR: 1e-3}, &Split{Train: "train.jsonl", Val: "val.jsonl", Counts: map[string]int{"train": tc.n}})
-		if c.Steps != tc.steps || c.EvalEvery != tc.eval || c.Epochs != tc.epochs || c.Alpha != tc.wantAlpha || c.Rank != tc.rank {
+		if c.Steps != tc.steps || c.EvalEvery != tc.eval || c.Epochs != tc.epochs || c.LoraAlpha != tc.wantAlpha || c.R != tc.rank {
 			t.Errorf("%d examples, batch %d, %g epochs, α %g: steps %d, eval every %d, epochs %g, r %d α %g; want %d, %d, %g, r %d α %g",
-				tc.n, tc.batch, tc.epochs, tc.alpha, c.Steps, c.EvalEvery, c.Epochs, c.Rank, c.Alpha, tc.steps, tc.eval, tc.epochs, tc.rank, tc.wantAlpha)
+				tc.n, tc.batch, tc.epochs, tc.alpha, c.Steps, c.EvalEvery, c.Epochs, c.R, c.LoraAlpha, tc.steps, tc.eval, tc.epochs, tc.rank, tc.wantAlpha)
 		}
 		if err := c.Validate(); err != nil {
 			t.Errorf("%g epochs: the config does not validate: %v", tc.epochs, err)

@@ -16,6 +16,7 @@ import (
 	"github.com/gomlx/gomlx/ml/model"
 	"gopkg.in/yaml.v3"
 
+	"github.com/singlora/singlora/adapterio/adapterconfig"
 	"github.com/singlora/singlora/optim"
 
 	"github.com/singlora/singlora/classify"
@@ -38,14 +39,10 @@ type Config struct {
 	PromptColumn     string  `json:"prompt_column,omitempty" yaml:"prompt_column"`
 	CompletionColumn string  `json:"completion_column,omitempty" yaml:"completion_column"`
 
-	Method        string   `json:"method" yaml:"method"`
-	Rank          int      `json:"r" yaml:"r"`
-	Alpha         float64  `json:"lora_alpha" yaml:"lora_alpha"`
-	RSLoRA        bool     `json:"use_rslora" yaml:"use_rslora"`
-	Targets       []string `json:"target_modules" yaml:"target_modules"`
-	Init          string   `json:"init,omitempty" yaml:"init"`
-	Dropout       float64  `json:"lora_dropout" yaml:"lora_dropout"`
-	LoRAPlusRatio float64  `json:"loraplus_lr_ratio,omitempty" yaml:"loraplus_lr_ratio"`
+	Method string `json:"method" yaml:"method"`
+	// The adapter's settings under PEFT's names (r, lora_alpha, use_rslora, target_modules, init,
+	// lora_dropout, loraplus_lr_ratio): the same type adapter_config.json carries.
+	adapterconfig.Settings `yaml:",inline"`
 	// Ramp is SingLoRA's T: an absolute step count ("200") or a fraction of the total steps ("1%", "0.01").
 	Ramp string `json:"ramp" yaml:"ramp"`
 
@@ -88,7 +85,7 @@ func (c *Config) StreamCount() int {
 func Default() Config {
 	return Config{
 		Model: "use", Task: "classify", ValFraction: 0.1,
-		Method: "singlora", Rank: 8, Alpha: 8, Targets: []string{peft.AllLinear}, Ramp: "1%",
+		Method: "singlora", Settings: adapterconfig.Settings{R: 8, LoraAlpha: 8, TargetModules: []string{peft.AllLinear}}, Ramp: "1%",
 		LR: 1e-3, HeadLR: 1e-2, WeightDecay: 0.01, Warmup: "10%", Schedule: "linear", ClipNorm: 1.0,
 		Batch: 32, Accum: 1, Epochs: 3, Seed: 1, EarlyMetric: "accuracy",
 	}
@@ -205,8 +202,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--weight-decay %v must be a finite number ≥ 0", c.WeightDecay)
 	case !finite(c.ClipNorm) || c.ClipNorm < 0:
 		return fmt.Errorf("--clip %v must be a finite number ≥ 0 (0: off)", c.ClipNorm)
-	case !finite(c.LoRAPlusRatio) || c.LoRAPlusRatio < 0:
-		return fmt.Errorf("--loraplus-ratio %v must be a finite number > 0 (or 0: the default, %d)", c.LoRAPlusRatio, peft.DefaultLoRAPlusRatio)
+	case !finite(c.LoraPlusRatio) || c.LoraPlusRatio < 0:
+		return fmt.Errorf("--loraplus-ratio %v must be a finite number > 0 (or 0: the default, %d)", c.LoraPlusRatio, peft.DefaultLoRAPlusRatio)
 	case c.MaxLength < 0:
 		return fmt.Errorf("--max-length %d must be ≥ 1 (or 0: the default)", c.MaxLength)
 	case c.EvalEvery < 0:
@@ -217,14 +214,14 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--patience %d must be ≥ 1 (or 0: never stop early)", c.Patience)
 	}
 	if m, _ := peft.ParseMethod(c.Method); m.HasAdapter() {
-		if c.Rank < 1 {
-			return fmt.Errorf("--rank %d: the adapter rank must be ≥ 1", c.Rank)
+		if c.R < 1 {
+			return fmt.Errorf("--rank %d: the adapter rank must be ≥ 1", c.R)
 		}
-		if !finite(c.Alpha) || !(c.Alpha > 0) {
-			return fmt.Errorf("--alpha %v: the adapter α must be a finite number > 0 (the scale is α/r)", c.Alpha)
+		if !finite(c.LoraAlpha) || !(c.LoraAlpha > 0) {
+			return fmt.Errorf("--alpha %v: the adapter α must be a finite number > 0 (the scale is α/r)", c.LoraAlpha)
 		}
-		if s := float32(c.Alpha / float64(c.Rank)); s == 0 {
-			return fmt.Errorf("--alpha %v with --rank %d: the scale α/r underflows float32", c.Alpha, c.Rank)
+		if s := float32(c.LoraAlpha / float64(c.R)); s == 0 {
+			return fmt.Errorf("--alpha %v with --rank %d: the scale α/r underflows float32", c.LoraAlpha, c.R)
 		}
 	}
 	if ok := earlyMetrics[c.Task][c.EarlyMetric]; !ok && c.EarlyMetric != "" {
@@ -292,15 +289,15 @@ func (c *Config) PeftConfig(totalSteps int64) (peft.Config, error) {
 		return peft.Config{}, err
 	}
 	pc := peft.DefaultConfig(m)
-	pc.Rank, pc.Alpha, pc.UseRSLoRA, pc.Dropout, pc.Seed = c.Rank, c.Alpha, c.RSLoRA, c.Dropout, c.Seed
-	if len(c.Targets) > 0 {
-		pc.Targets = c.Targets
+	pc.Rank, pc.Alpha, pc.UseRSLoRA, pc.Dropout, pc.Seed = c.R, c.LoraAlpha, c.UseRSLoRA, c.LoraDropout, c.Seed
+	if len(c.TargetModules) > 0 {
+		pc.Targets = c.TargetModules
 	}
 	if c.Init != "" {
 		pc.Init = peft.Init(c.Init)
 	}
-	if c.LoRAPlusRatio > 0 {
-		pc.LoRAPlusRatio = c.LoRAPlusRatio
+	if c.LoraPlusRatio > 0 {
+		pc.LoRAPlusRatio = c.LoraPlusRatio
 	}
 	if peft.UsesRamp(m) {
 		if pc.RampSteps, err = resolveSteps(c.Ramp, totalSteps, "ramp"); err != nil {

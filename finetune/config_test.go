@@ -17,7 +17,7 @@ func TestConfigFiles(t *testing.T) {
 	if err := c.LoadFile(yml); err != nil {
 		t.Fatal(err)
 	}
-	if c.Method != "lora" || c.LR != 0.005 || c.Rank != 4 || strings.Join(c.Targets, ",") != "query,value" || c.Ramp != "2%" || c.Batch != 32 {
+	if c.Method != "lora" || c.LR != 0.005 || c.R != 4 || strings.Join(c.TargetModules, ",") != "query,value" || c.Ramp != "2%" || c.Batch != 32 {
 		t.Fatalf("YAML config not applied over the defaults: %+v", c)
 	}
 	js := filepath.Join(dir, "run.json")

@@ -134,7 +134,7 @@ func Prepare(c Config, dir string, backend compute.Backend, out io.Writer) (*Job
 	if err != nil {
 		return nil, err
 	}
-	if err := CheckRank(c.Rank, inj.Targets()); err != nil {
+	if err := CheckRank(c.R, inj.Targets()); err != nil {
 		return nil, err
 	}
 	task := &classify.Task{Enc: enc, Inj: inj, Store: store, NumClasses: len(labels), Labels: labels,
@@ -271,7 +271,7 @@ func runFolder(ctx context.Context, resume bool, p runParts) (*Summary, error) {
 	defer lock.Unlock()
 	rep := p.inj.Report(p.store)
 	fmt.Fprintf(p.out, "%s: %s r=%d on %d layers, %d trainable of %d parameters, %d steps\n",
-		p.dir, p.cfg.Method, p.cfg.Rank, len(p.inj.Targets()), rep.Trainable, rep.Total, p.total)
+		p.dir, p.cfg.Method, p.cfg.R, len(p.inj.Targets()), rep.Trainable, rep.Total, p.total)
 	start := time.Now()
 	st, err := p.runner.Run(ctx, resume)
 	if err != nil {

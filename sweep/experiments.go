@@ -53,11 +53,11 @@ var Experiments = map[string]Experiment{
 		Description: "SingLoRA at rank 2r vs LoRA at rank r (the same adapter parameters on square layers)",
 		Cells: func(base finetune.Config, seeds []uint64, _ []float64) []Cell {
 			return Grid(base, []Variant{
-				{Name: "lora-r8", Apply: func(c *finetune.Config) { withLR("lora")(c); c.Rank, c.Alpha = 8, 8 }},
-				{Name: "singlora-r8", Apply: func(c *finetune.Config) { withLR("singlora")(c); c.Rank, c.Alpha = 8, 8 }},
+				{Name: "lora-r8", Apply: func(c *finetune.Config) { withLR("lora")(c); c.R, c.LoraAlpha = 8, 8 }},
+				{Name: "singlora-r8", Apply: func(c *finetune.Config) { withLR("singlora")(c); c.R, c.LoraAlpha = 8, 8 }},
 				// On USE-Lite's non-square layers rank 12 is the SingLoRA rank closest to LoRA r=8's total.
-				{Name: "singlora-r12", Apply: func(c *finetune.Config) { withLR("singlora")(c); c.Rank, c.Alpha = 12, 12 }},
-				{Name: "singlora-r16", Apply: func(c *finetune.Config) { withLR("singlora")(c); c.Rank, c.Alpha = 16, 16 }},
+				{Name: "singlora-r12", Apply: func(c *finetune.Config) { withLR("singlora")(c); c.R, c.LoraAlpha = 12, 12 }},
+				{Name: "singlora-r16", Apply: func(c *finetune.Config) { withLR("singlora")(c); c.R, c.LoraAlpha = 16, 16 }},
 			}, nil, seeds)
 		},
 	},

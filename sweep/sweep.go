@@ -49,7 +49,7 @@ func Grid(base finetune.Config, variants []Variant, lrs []float64, seeds []uint6
 		for _, lr := range lrList {
 			for _, s := range seeds {
 				c := base
-				c.Targets = append([]string(nil), base.Targets...)
+				c.TargetModules = append([]string(nil), base.TargetModules...)
 				if v.Apply != nil {
 					v.Apply(&c)
 				}

@@ -82,14 +82,23 @@ func knownType(t string) (bool, string) {
 	return slices.Contains(list, t), want
 }
 
-// Config is adapter_config.json.
+// Settings are an adapter's settings under Hugging Face PEFT's key names — the one definition of
+// those keys: a run's config.json embeds them (finetune.Config), adapter_config.json reads and
+// writes them (Config), and peft turns them into its in-memory configuration (tuner.Config).
+type Settings struct {
+	R             int      `json:"r" yaml:"r"`
+	LoraAlpha     float64  `json:"lora_alpha" yaml:"lora_alpha"`
+	UseRSLoRA     bool     `json:"use_rslora" yaml:"use_rslora"`         // scale lora_alpha/√r instead of lora_alpha/r
+	TargetModules []string `json:"target_modules" yaml:"target_modules"` // patterns (see peft.MatchModule); a PEFT regex string loads as one "re:" pattern
+	Init          string   `json:"init,omitempty" yaml:"init"`           // the method's initialisation ("": its default)
+	LoraDropout   float64  `json:"lora_dropout" yaml:"lora_dropout"`
+	LoraPlusRatio float64  `json:"loraplus_lr_ratio,omitempty" yaml:"loraplus_lr_ratio"` // LoRA+'s λ (0: its default)
+}
+
+// Config is adapter_config.json: the Settings plus what a file records about the adapter.
 type Config struct {
-	PeftType      string
-	R             int
-	LoraAlpha     float64
-	TargetModules []string // patterns (see peft.MatchModule); a PEFT regex string loads as one "re:" pattern
-	UseRSLoRA     bool
-	LoraDropout   float64
+	PeftType string
+	Settings
 	FanInFanOut   bool
 	ModulesToSave []string
 	BaseModel     string
@@ -98,7 +107,6 @@ type Config struct {
 	// SingLoRA only.
 	RampUpSteps  int64
 	TrainedSteps int64
-	Init         string
 	// ModuleShapes maps adapted modules to [out, in] (nn.Linear orientation, whatever the
 	// layout). It may be empty or partial: a module it does not list takes its [out, in] from the
 	// base checkpoint or the model it is applied to, where there is one.
@@ -110,7 +118,6 @@ type Config struct {
 	UseDora         bool
 	Bias            string
 	InitLoraWeights json.RawMessage
-	LoraPlusRatio   float64
 
 	Seed uint64
 

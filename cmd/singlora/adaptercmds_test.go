@@ -34,8 +34,8 @@ func fixture(t *testing.T) (dir, base, adapter string, w0, A []float32) {
 	}
 	A = []float32{0.1, 0.2, -0.3, 0.4, 0.5, -0.6, 0.7, 0.8, -0.9, 1.0} // [5, 2]
 	a := &adapterio.Adapter{
-		Config: &adapterio.Config{PeftType: adapterio.TypeSingLoRA, R: 2, LoraAlpha: 4, TargetModules: []string{"proj"},
-			RampUpSteps: 10, TrainedSteps: 5, Init: "theory"},
+		Config: &adapterio.Config{PeftType: adapterio.TypeSingLoRA, Settings: adapterio.Settings{R: 2, LoraAlpha: 4, TargetModules: []string{"proj"}, Init: "theory"},
+			RampUpSteps: 10, TrainedSteps: 5},
 		Modules: []*adapterio.Module{{Path: "blk.proj", In: 5, Out: 3, Tensors: map[string]*adapterio.Matrix{
 			peft.NameSingLoRAA: {Shape: []int{5, 2}, Data: A}}}},
 	}

@@ -476,7 +476,7 @@ func TestDemoJSON(t *testing.T) {
 			t.Fatal(err)
 		}
 		// 32 sentences in batches of 16: 2 steps an epoch, so half an epoch is one step.
-		if m.Steps != 1 || c.Steps != 1 || c.Alpha != 3 || c.Rank != 2 || c.Epochs != 0.5 || c.EvalEvery != 2 {
+		if m.Steps != 1 || c.Steps != 1 || c.LoraAlpha != 3 || c.R != 2 || c.Epochs != 0.5 || c.EvalEvery != 2 {
 			t.Errorf("%s: %d steps, config %+v", m.Name, m.Steps, c)
 		}
 	}

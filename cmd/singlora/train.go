@@ -65,13 +65,13 @@ func runTrain(args []string) error {
 	fs.StringVar(&c.LabelColumn, "label-column", "", "label column (default label)")
 	fs.StringVar(&c.Method, "method", d.Method, "the adapter `method`: "+peft.MethodList())
 	single(fs, "method", "method", "to compare methods, run singlora sweep --method A,B (a train run per method × lr × seed)")
-	fs.IntVar(&c.Rank, "rank", d.Rank, "adapter rank r")
-	fs.Float64Var(&c.Alpha, "alpha", d.Alpha, "adapter α (scale α/r)")
-	fs.BoolVar(&c.RSLoRA, "rslora", false, "scale by α/√r")
+	fs.IntVar(&c.R, "rank", d.R, "adapter rank r")
+	fs.Float64Var(&c.LoraAlpha, "alpha", d.LoraAlpha, "adapter α (scale α/r)")
+	fs.BoolVar(&c.UseRSLoRA, "rslora", false, "scale by α/√r")
 	fs.Var(targets, "targets", "the target `modules`: \"all-linear\", names, dotted suffixes or re:REGEX (comma-separated or repeated)")
 	fs.StringVar(&c.Init, "init", "", "init: theory (SingLoRA default) or kaiming-dr (public implementations' scale)")
-	fs.Float64Var(&c.Dropout, "dropout", 0, "adapter input dropout")
-	fs.Float64Var(&c.LoRAPlusRatio, "loraplus-ratio", 0, "LoRA+ λ (default 16)")
+	fs.Float64Var(&c.LoraDropout, "dropout", 0, "adapter input dropout")
+	fs.Float64Var(&c.LoraPlusRatio, "loraplus-ratio", 0, "LoRA+ λ (default 16)")
 	fs.StringVar(&c.Ramp, "ramp", d.Ramp, "SingLoRA ramp T: steps (200) or a fraction of the total (1%)")
 	fs.Float64Var(&c.LR, "lr", d.LR, "learning rate")
 	fs.Float64Var(&c.HeadLR, "head-lr", d.HeadLR, "learning rate of the classification head")
@@ -100,7 +100,7 @@ func runTrain(args []string) error {
 	if err := useCache(fs, *cache); err != nil {
 		return err
 	}
-	c.Targets = targets.values
+	c.TargetModules = targets.values
 	var cfg finetune.Config
 	var dir string
 	if *resume != "" {
@@ -294,17 +294,17 @@ func apply(cfg *finetune.Config, f finetune.Config, set map[string]bool) {
 	s("completion-column", &cfg.CompletionColumn, f.CompletionColumn)
 	i("max-length", &cfg.MaxLength, f.MaxLength)
 	s("method", &cfg.Method, f.Method)
-	i("rank", &cfg.Rank, f.Rank)
-	fl("alpha", &cfg.Alpha, f.Alpha)
+	i("rank", &cfg.R, f.R)
+	fl("alpha", &cfg.LoraAlpha, f.LoraAlpha)
 	if set["rslora"] {
-		cfg.RSLoRA = f.RSLoRA
+		cfg.UseRSLoRA = f.UseRSLoRA
 	}
 	if set["targets"] {
-		cfg.Targets = f.Targets
+		cfg.TargetModules = f.TargetModules
 	}
 	s("init", &cfg.Init, f.Init)
-	fl("dropout", &cfg.Dropout, f.Dropout)
-	fl("loraplus-ratio", &cfg.LoRAPlusRatio, f.LoRAPlusRatio)
+	fl("dropout", &cfg.LoraDropout, f.LoraDropout)
+	fl("loraplus-ratio", &cfg.LoraPlusRatio, f.LoraPlusRatio)
 	s("ramp", &cfg.Ramp, f.Ramp)
 	fl("lr", &cfg.LR, f.LR)
 	fl("head-lr", &cfg.HeadLR, f.HeadLR)

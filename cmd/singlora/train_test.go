@@ -208,11 +208,11 @@ func TestClassifyMatchesEndOfTraining(t *testing.T) {
 // their defaults do not override it.
 func TestFlagsOverrideConfigFile(t *testing.T) {
 	cfg := finetune.Default()
-	cfg.LR, cfg.Rank, cfg.Method = 0.005, 4, "lora"
+	cfg.LR, cfg.R, cfg.Method = 0.005, 4, "lora"
 	var flags finetune.Config
-	flags.Rank, flags.LR, flags.Method = 2, 1e-3, "singlora"
+	flags.R, flags.LR, flags.Method = 2, 1e-3, "singlora"
 	apply(&cfg, flags, map[string]bool{"rank": true})
-	if cfg.Rank != 2 || cfg.LR != 0.005 || cfg.Method != "lora" {
+	if cfg.R != 2 || cfg.LR != 0.005 || cfg.Method != "lora" {
 		t.Fatalf("after applying --rank only: %+v", cfg)
 	}
 }

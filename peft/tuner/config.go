@@ -11,33 +11,35 @@ import (
 	"github.com/singlora/singlora/peft/peftdef"
 )
 
-// Config configures an adapter method and where it applies.
+// Config configures an adapter method and where it applies, in memory. Its file forms use PEFT's
+// key names, defined once in adapterconfig.Settings (a run's config.json and
+// adapter_config.json); finetune and adapterio convert them to this type.
 type Config struct {
-	Method Method `json:"method"`
+	Method Method
 	// Rank r of the adapter.
-	Rank int `json:"r"`
+	Rank int
 	// Alpha is the scaling numerator: the adapter is scaled by Alpha/Rank (or Alpha/√Rank with UseRSLoRA).
-	Alpha float64 `json:"lora_alpha"`
+	Alpha float64
 	// UseRSLoRA scales by Alpha/√Rank (rank-stabilised LoRA) instead of Alpha/Rank.
-	UseRSLoRA bool `json:"use_rslora"`
+	UseRSLoRA bool
 	// RampSteps is T in u(t) = min(t/T, 1), t the optimizer steps taken, for methods whose update
 	// ramps up (Tuner.UsesRamp: SingLoRA). 0 = no ramp (u ≡ 1).
-	RampSteps int64 `json:"ramp_up_steps"`
+	RampSteps int64
 	// Init selects the adapter initialisation ("" picks the method's default, Tuner.Inits()[0]).
-	Init Init `json:"init"`
+	Init Init
 	// Dropout is the dropout rate applied to the adapter's input while training (0 = none).
-	Dropout float64 `json:"lora_dropout"`
+	Dropout float64
 	// Targets selects the linear layers to adapt: "all-linear", an exact module path, a dotted
 	// suffix ("query" matches "encoder.layer.0.attention.self.query"), or a regular expression
 	// prefixed with "re:" that must match the whole path.
-	Targets []string `json:"target_modules"`
+	Targets []string
 	// ModulesToSave are scope patterns (same syntax as Targets, matched against variable scopes)
 	// whose variables stay trainable and are saved with the adapter, e.g. a classification head.
-	ModulesToSave []string `json:"modules_to_save,omitempty"`
+	ModulesToSave []string
 	// LoRAPlusRatio is λ in LoRA+ (η_B = λ·η_A); 0 means the method's default (16).
-	LoRAPlusRatio float64 `json:"loraplus_lr_ratio,omitempty"`
+	LoRAPlusRatio float64
 	// Seed seeds the adapter initialisation; each module derives its own stream from it and its path.
-	Seed uint64 `json:"seed"`
+	Seed uint64
 }
 
 // DefaultConfig returns the paper's defaults for method m: r = α = 8, all linear layers, T = 0

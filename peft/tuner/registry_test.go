@@ -85,7 +85,7 @@ func TestTensorContract(t *testing.T) {
 		if len(m.Inits()) == 0 || m.PeftType() == "" {
 			t.Errorf("%s: inits %v, peft_type %q", m.Name(), m.Inits(), m.PeftType())
 		}
-		c := &adapterconfig.Config{PeftType: m.PeftType(), R: 1, LoraAlpha: 1, TargetModules: []string{"all-linear"}}
+		c := &adapterconfig.Config{PeftType: m.PeftType(), Settings: adapterconfig.Settings{R: 1, LoraAlpha: 1, TargetModules: []string{"all-linear"}}}
 		if err := c.Validate(); err != nil {
 			t.Errorf("%s: adapterconfig refuses its peft_type: %v", m.Name(), err)
 		}
@@ -115,7 +115,7 @@ func TestFileRoundTrip(t *testing.T) {
 		if m.Name() == peft.LoRAPlus {
 			c.LoRAPlusRatio = 4
 		}
-		f := &adapterconfig.Config{R: c.Rank, LoraAlpha: c.Alpha, TargetModules: c.Targets, Seed: c.Seed}
+		f := &adapterconfig.Config{Settings: adapterconfig.Settings{R: c.Rank, LoraAlpha: c.Alpha, TargetModules: c.Targets}, Seed: c.Seed}
 		m.ToFile(c, f)
 		got, pc, err := tuner.ForFile(f)
 		if err != nil {
