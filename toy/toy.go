@@ -39,7 +39,10 @@ func randF32(rng *rand.Rand, n int, scale float64) []float32 {
 	return out
 }
 
-// Run trains the adapters and returns the loss (mean squared score error) at every step.
+// Run trains the adapters and returns the loss (mean squared score error) at every step. It steps a
+// train.Stepper itself rather than a train.Runner: its inputs are drawn fresh at every step from
+// the seed, there is no data set to order or evaluate, and it keeps no run folder (the toy
+// command writes each run's metrics.jsonl).
 func Run(backend compute.Backend, c Config) ([]float64, error) {
 	d := c.Dim
 	rng := rand.New(rand.NewPCG(c.Seed, 99))
