@@ -129,33 +129,61 @@ var ErrNotSafetensors = errors.New("not a safetensors file")
 
 // Parse parses a whole safetensors file held in b. The tensors' Data alias b.
 func Parse(b []byte) (*File, error) {
-	if len(b) < 8 {
-		return nil, notSafetensors(b, "%d bytes, too short for the 8-byte header length; truncated?", len(b))
+	f, offs, start, err := parse(b, uint64(len(b)))
+	if err != nil {
+		return nil, err
+	}
+	for i := range f.Tensors {
+		f.Tensors[i].Data = b[start+offs[i][0] : start+offs[i][1] : start+offs[i][1]]
+	}
+	return f, nil
+}
+
+// headerLength reads and checks the 8-byte header length of a file of size bytes whose first
+// bytes are b.
+func headerLength(b []byte, size uint64) (uint64, error) {
+	if size < 8 || len(b) < 8 {
+		return 0, notSafetensors(b, "%d bytes, too short for the 8-byte header length; truncated?", size)
 	}
 	n := binary.LittleEndian.Uint64(b[:8])
 	if n > MaxHeaderSize {
-		return nil, notSafetensors(b, "its first 8 bytes give a header length of %d, over the %d-byte limit", n, MaxHeaderSize)
+		return 0, notSafetensors(b, "its first 8 bytes give a header length of %d, over the %d-byte limit", n, MaxHeaderSize)
 	}
-	if n > uint64(len(b)-8) {
-		return nil, notSafetensors(b, "its first 8 bytes give a header length of %d but only %d bytes follow; truncated?", n, len(b)-8)
+	if n > size-8 {
+		return 0, notSafetensors(b, "its first 8 bytes give a header length of %d but only %d bytes follow; truncated?", n, size-8)
 	}
 	if n < 2 {
-		return nil, notSafetensors(b, "header length %d is too short for a JSON object", n)
+		return 0, notSafetensors(b, "header length %d is too short for a JSON object", n)
+	}
+	return n, nil
+}
+
+// parse validates a file of size bytes from its first bytes b (at least the 8-byte length and the
+// header): every check Parse documents, with the data buffer known only by its length. It returns
+// the tensors (Data nil) in buffer order, each one's [begin, end) in the buffer, and the file
+// offset where the buffer starts.
+func parse(b []byte, size uint64) (*File, [][2]uint64, uint64, error) {
+	n, err := headerLength(b, size)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	if uint64(len(b)) < 8+n {
+		return nil, nil, 0, fmt.Errorf("safetensors: internal error: %d bytes given for an %d-byte header", len(b), 8+n)
 	}
 	header := b[8 : 8+n]
-	buf := b[8+n:]
+	bufLen := size - 8 - n
 	if !utf8.Valid(header) {
-		return nil, notSafetensors(b, "the %d-byte header is not valid UTF-8", n)
+		return nil, nil, 0, notSafetensors(b, "the %d-byte header is not valid UTF-8", n)
 	}
 	if header[0] != '{' {
-		return nil, notSafetensors(b, "the %d-byte header does not start with a JSON object '{'", n)
+		return nil, nil, 0, notSafetensors(b, "the %d-byte header does not start with a JSON object '{'", n)
 	}
 	if err := CheckJSON(header); err != nil {
-		return nil, notSafetensors(b, "the %d-byte header: %v", n, err)
+		return nil, nil, 0, notSafetensors(b, "the %d-byte header: %v", n, err)
 	}
 	keys, raws, err := topLevel(header)
 	if err != nil {
-		return nil, fmt.Errorf("safetensors: header: %w", err)
+		return nil, nil, 0, fmt.Errorf("safetensors: header: %w", err)
 	}
 	f := &File{}
 	type located struct {
@@ -163,11 +191,12 @@ func Parse(b []byte) (*File, error) {
 		begin, end uint64
 	}
 	var ts []located
+	var offs [][2]uint64
 	for i, k := range keys {
 		if k == MetadataKey {
 			var md map[string]string
 			if err := json.Unmarshal(raws[i], &md); err != nil {
-				return nil, fmt.Errorf("safetensors: %s must be an object of strings: %v", MetadataKey, err)
+				return nil, nil, 0, fmt.Errorf("safetensors: %s must be an object of strings: %v", MetadataKey, err)
 			}
 			if md == nil {
 				md = map[string]string{}
@@ -176,46 +205,46 @@ func Parse(b []byte) (*File, error) {
 			continue
 		}
 		if k == "" {
-			return nil, errors.New("safetensors: tensor with an empty name")
+			return nil, nil, 0, errors.New("safetensors: tensor with an empty name")
 		}
 		var e entry
 		if err := json.Unmarshal(raws[i], &e); err != nil {
-			return nil, fmt.Errorf("safetensors: tensor %q: bad entry: %v", k, err)
+			return nil, nil, 0, fmt.Errorf("safetensors: tensor %q: bad entry: %v", k, err)
 		}
 		if e.DType == nil || e.Shape == nil || e.Offsets == nil {
-			return nil, fmt.Errorf("safetensors: tensor %q: entry needs dtype, shape and data_offsets", k)
+			return nil, nil, 0, fmt.Errorf("safetensors: tensor %q: entry needs dtype, shape and data_offsets", k)
 		}
 		size, ok := dtypeSizes[*e.DType]
 		if !ok {
-			return nil, fmt.Errorf("safetensors: tensor %q: unknown dtype %q", k, *e.DType)
+			return nil, nil, 0, fmt.Errorf("safetensors: tensor %q: unknown dtype %q", k, *e.DType)
 		}
 		shape := make([]int, len(*e.Shape))
 		nbytes := uint64(size)
 		for j, d := range *e.Shape {
 			if d < 0 {
-				return nil, fmt.Errorf("safetensors: tensor %q: negative dimension %d in shape %v", k, d, *e.Shape)
+				return nil, nil, 0, fmt.Errorf("safetensors: tensor %q: negative dimension %d in shape %v", k, d, *e.Shape)
 			}
 			hi, lo := bits.Mul64(nbytes, uint64(d))
-			if hi != 0 || lo > uint64(len(buf)) && d != 0 {
-				return nil, fmt.Errorf("safetensors: tensor %q: shape %v is larger than the %d-byte buffer", k, *e.Shape, len(buf))
+			if hi != 0 || lo > bufLen && d != 0 {
+				return nil, nil, 0, fmt.Errorf("safetensors: tensor %q: shape %v is larger than the %d-byte buffer", k, *e.Shape, bufLen)
 			}
 			nbytes = lo
 			shape[j] = int(d)
 		}
 		if len(*e.Offsets) != 2 {
-			return nil, fmt.Errorf("safetensors: tensor %q: data_offsets must be [begin, end], got %v", k, *e.Offsets)
+			return nil, nil, 0, fmt.Errorf("safetensors: tensor %q: data_offsets must be [begin, end], got %v", k, *e.Offsets)
 		}
 		begin, end := (*e.Offsets)[0], (*e.Offsets)[1]
 		if begin < 0 || end < begin {
-			return nil, fmt.Errorf("safetensors: tensor %q: invalid data_offsets [%d, %d]", k, begin, end)
+			return nil, nil, 0, fmt.Errorf("safetensors: tensor %q: invalid data_offsets [%d, %d]", k, begin, end)
 		}
-		if uint64(end) > uint64(len(buf)) {
-			return nil, fmt.Errorf("safetensors: tensor %q: data_offsets [%d, %d] out of range of the %d-byte buffer (truncated file?)", k, begin, end, len(buf))
+		if uint64(end) > bufLen {
+			return nil, nil, 0, fmt.Errorf("safetensors: tensor %q: data_offsets [%d, %d] out of range of the %d-byte buffer (truncated file?)", k, begin, end, bufLen)
 		}
 		if uint64(end-begin) != nbytes {
-			return nil, fmt.Errorf("safetensors: tensor %q: %s%v needs %d bytes but data_offsets [%d, %d] span %d", k, *e.DType, *e.Shape, nbytes, begin, end, end-begin)
+			return nil, nil, 0, fmt.Errorf("safetensors: tensor %q: %s%v needs %d bytes but data_offsets [%d, %d] span %d", k, *e.DType, *e.Shape, nbytes, begin, end, end-begin)
 		}
-		ts = append(ts, located{Tensor{Name: k, DType: *e.DType, Shape: shape, Data: buf[begin:end:end]}, uint64(begin), uint64(end)})
+		ts = append(ts, located{Tensor{Name: k, DType: *e.DType, Shape: shape}, uint64(begin), uint64(end)})
 	}
 	sort.SliceStable(ts, func(i, j int) bool {
 		if ts[i].begin != ts[j].begin {
@@ -226,18 +255,19 @@ func Parse(b []byte) (*File, error) {
 	var pos uint64
 	for i, t := range ts {
 		if t.begin < pos {
-			return nil, fmt.Errorf("safetensors: tensor %q [%d, %d] overlaps tensor %q", t.t.Name, t.begin, t.end, ts[i-1].t.Name)
+			return nil, nil, 0, fmt.Errorf("safetensors: tensor %q [%d, %d] overlaps tensor %q", t.t.Name, t.begin, t.end, ts[i-1].t.Name)
 		}
 		if t.begin > pos {
-			return nil, fmt.Errorf("safetensors: gap in the buffer: bytes [%d, %d) belong to no tensor (before %q)", pos, t.begin, t.t.Name)
+			return nil, nil, 0, fmt.Errorf("safetensors: gap in the buffer: bytes [%d, %d) belong to no tensor (before %q)", pos, t.begin, t.t.Name)
 		}
 		pos = t.end
 		f.Tensors = append(f.Tensors, t.t)
+		offs = append(offs, [2]uint64{t.begin, t.end})
 	}
-	if pos != uint64(len(buf)) {
-		return nil, fmt.Errorf("safetensors: buffer has %d bytes but the tensors cover %d", len(buf), pos)
+	if pos != bufLen {
+		return nil, nil, 0, fmt.Errorf("safetensors: buffer has %d bytes but the tensors cover %d", bufLen, pos)
 	}
-	return f, nil
+	return f, offs, 8 + n, nil
 }
 
 // notSafetensors builds an ErrNotSafetensors error with reason, prefixed by what b looks like
