@@ -79,6 +79,15 @@ func (r *Reader) Lookup(name string) *Tensor {
 	return &r.File.Tensors[i]
 }
 
+// ByteSize returns the number of bytes of tensor name's data (0, false if there is no such tensor).
+func (r *Reader) ByteSize(name string) (int, bool) {
+	i, ok := r.offs[name]
+	if !ok {
+		return 0, false
+	}
+	return int(r.span[i][1] - r.span[i][0]), true
+}
+
 // ReadData reads tensor name's bytes into dst, which must be exactly its size
 // (Tensor.NumElements × the dtype's size).
 func (r *Reader) ReadData(name string, dst []byte) error {

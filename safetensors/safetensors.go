@@ -579,34 +579,43 @@ func IsFloat(dtype string) bool {
 
 // Float32s decodes a F32, F16, BF16 or F64 tensor to float32 values.
 func (t *Tensor) Float32s() ([]float32, error) {
-	n := t.NumElements()
-	size, ok := dtypeSizes[t.DType]
-	if !ok || n*size != len(t.Data) {
-		return nil, fmt.Errorf("tensor %q: %s%v does not match its %d bytes", t.Name, t.DType, t.Shape, len(t.Data))
-	}
-	out := make([]float32, n)
-	d := t.Data
-	switch t.DType {
-	case F32:
-		for i := range out {
-			out[i] = math.Float32frombits(binary.LittleEndian.Uint32(d[4*i:]))
-		}
-	case F16:
-		for i := range out {
-			out[i] = F16ToFloat32(binary.LittleEndian.Uint16(d[2*i:]))
-		}
-	case BF16:
-		for i := range out {
-			out[i] = BF16ToFloat32(binary.LittleEndian.Uint16(d[2*i:]))
-		}
-	case F64:
-		for i := range out {
-			out[i] = float32(math.Float64frombits(binary.LittleEndian.Uint64(d[8*i:])))
-		}
-	default:
-		return nil, fmt.Errorf("tensor %q: dtype %s is not a float type", t.Name, t.DType)
+	out := make([]float32, t.NumElements())
+	if err := DecodeFloat32s(t.DType, t.Data, out); err != nil {
+		return nil, fmt.Errorf("tensor %q: %s%v: %w", t.Name, t.DType, t.Shape, err)
 	}
 	return out, nil
+}
+
+// DecodeFloat32s decodes little-endian F32, F16, BF16 or F64 bytes src into dst (len(dst) values),
+// without an intermediate buffer.
+func DecodeFloat32s(dtype string, src []byte, dst []float32) error {
+	size, ok := dtypeSizes[dtype]
+	if !ok || !IsFloat(dtype) {
+		return fmt.Errorf("dtype %s is not a float type", dtype)
+	}
+	if len(dst)*size != len(src) {
+		return fmt.Errorf("%d bytes do not hold %d %s values", len(src), len(dst), dtype)
+	}
+	d := src
+	switch dtype {
+	case F32:
+		for i := range dst {
+			dst[i] = math.Float32frombits(binary.LittleEndian.Uint32(d[4*i:]))
+		}
+	case F16:
+		for i := range dst {
+			dst[i] = F16ToFloat32(binary.LittleEndian.Uint16(d[2*i:]))
+		}
+	case BF16:
+		for i := range dst {
+			dst[i] = BF16ToFloat32(binary.LittleEndian.Uint16(d[2*i:]))
+		}
+	case F64:
+		for i := range dst {
+			dst[i] = float32(math.Float64frombits(binary.LittleEndian.Uint64(d[8*i:])))
+		}
+	}
+	return nil
 }
 
 // Float64s decodes a F32, F16, BF16 or F64 tensor to float64 values (exactly).

@@ -154,6 +154,7 @@ func Load(dir string, store *model.Store) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer w.Close()
 	if c.Prefix, err = w.Prefix("embeddings.word_embeddings.weight", c.ModelType+".", ""); err != nil {
 		return nil, err
 	}

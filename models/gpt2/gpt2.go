@@ -135,6 +135,7 @@ func Load(dir string, store *model.Store) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer w.Close()
 	if c.Prefix, err = w.Prefix("wte.weight", "transformer.", ""); err != nil {
 		return nil, err
 	}

@@ -170,6 +170,7 @@ func Load(dir string, store *model.Store) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer w.Close()
 	if err := w.Load(store, "model.embed_tokens.weight", c.VocabSize, c.Hidden); err != nil {
 		return nil, err
 	}
