@@ -37,12 +37,6 @@ const (
 	CheckpointLast = "last" // RUN/checkpoints/last: the latest checkpoint
 )
 
-// The files of a checkpoint folder (train.SaveCheckpoint writes them).
-const (
-	checkpointTensors = "checkpoint.safetensors"
-	checkpointState   = "state.json"
-)
-
 // Weights says which saved weights a classifier was loaded from.
 type Weights struct {
 	Dir        string // the folder read: an adapter folder, or a checkpoint folder
@@ -94,7 +88,7 @@ func LoadClassifierFrom(runDir, checkpoint string) (*classify.Task, Weights, err
 	if err != nil {
 		return nil, Weights{}, err
 	}
-	headFile := filepath.Join(w.Dir, checkpointTensors)
+	headFile := filepath.Join(w.Dir, train.CheckpointTensors)
 	if method.HasAdapter() {
 		adir := w.Dir
 		if w.Checkpoint {
@@ -210,7 +204,7 @@ func checkHeadShape(runDir string, h HeadInfo, file string, shape []int) error {
 func isAdapter(dir string) bool { return fileExists(filepath.Join(dir, adapterio.ConfigFile)) }
 
 func isCheckpoint(dir string) bool {
-	return fileExists(filepath.Join(dir, checkpointState)) && fileExists(filepath.Join(dir, checkpointTensors))
+	return fileExists(filepath.Join(dir, train.CheckpointState)) && fileExists(filepath.Join(dir, train.CheckpointTensors))
 }
 
 func fileExists(path string) bool {
@@ -220,12 +214,10 @@ func fileExists(path string) bool {
 
 // checkpointStep reads the step of a checkpoint folder (-1 when state.json cannot be read).
 func checkpointStep(dir string) int64 {
-	var st train.State
-	b, err := os.ReadFile(filepath.Join(dir, checkpointState))
-	if err != nil || json.Unmarshal(b, &st) != nil {
-		return -1
+	if st, ok := train.ReadState(dir); ok {
+		return st.Step
 	}
-	return st.Step
+	return -1
 }
 
 func checkpointWeights(dir, note string) Weights {
@@ -260,7 +252,7 @@ func resolveWeights(runDir, choice string, adapter bool) (Weights, error) {
 		dir := filepath.Join(ckDir, choice)
 		if !isCheckpoint(dir) {
 			return Weights{}, fmt.Errorf("checkpoint %q: %s is not a checkpoint (%s + %s); the run has: %s",
-				choice, dir, checkpointTensors, checkpointState, available(runDir, adapter))
+				choice, dir, train.CheckpointTensors, train.CheckpointState, available(runDir, adapter))
 		}
 		return checkpointWeights(dir, ""), nil
 	}
@@ -278,17 +270,17 @@ func resolveWeights(runDir, choice string, adapter bool) (Weights, error) {
 		return Weights{}, fmt.Errorf("checkpoint %q: %w", choice, err)
 	case !fi.IsDir():
 		return Weights{}, fmt.Errorf("checkpoint %q is a file: want best, last, or a checkpoint folder (%s + %s) or an adapter folder (%s)",
-			choice, checkpointTensors, checkpointState, adapterio.ConfigFile)
+			choice, train.CheckpointTensors, train.CheckpointState, adapterio.ConfigFile)
 	case isCheckpoint(dir):
 		return checkpointWeights(dir, ""), nil
 	case isAdapter(dir) && adapter:
 		return Weights{Dir: dir}, nil
 	case isAdapter(dir):
 		return Weights{}, fmt.Errorf("checkpoint %q is an adapter folder, but the run's method saves no adapter: give a checkpoint folder (%s + %s)",
-			choice, checkpointTensors, checkpointState)
+			choice, train.CheckpointTensors, train.CheckpointState)
 	}
 	return Weights{}, fmt.Errorf("checkpoint %q: %s is neither a checkpoint folder (%s + %s) nor an adapter folder (%s)",
-		choice, dir, checkpointTensors, checkpointState, adapterio.ConfigFile)
+		choice, dir, train.CheckpointTensors, train.CheckpointState, adapterio.ConfigFile)
 }
 
 // available lists the weights a run folder holds, for messages.

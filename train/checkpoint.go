@@ -86,9 +86,11 @@ func CheckpointVariables(store *model.Store) []*model.Variable {
 	return vs
 }
 
+// The files of a checkpoint folder: the variables, and the State (written last, so a folder
+// with a readable state.json is a complete checkpoint).
 const (
-	checkpointTensors = "checkpoint.safetensors"
-	checkpointState   = "state.json"
+	CheckpointTensors = "checkpoint.safetensors"
+	CheckpointState   = "state.json"
 )
 
 // SaveCheckpoint writes the checkpoint variables and state into dir atomically: everything is
@@ -122,7 +124,7 @@ func SaveCheckpoint(dir string, store *model.Store, st State, extra func(tmpDir 
 		}
 		ts = append(ts, t)
 	}
-	if err := safetensors.Write(filepath.Join(tmp, checkpointTensors), ts, map[string]string{"format": "singlora-checkpoint"}); err != nil {
+	if err := safetensors.Write(filepath.Join(tmp, CheckpointTensors), ts, map[string]string{"format": "singlora-checkpoint"}); err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
 	if extra != nil {
@@ -132,7 +134,7 @@ func SaveCheckpoint(dir string, store *model.Store, st State, extra func(tmpDir 
 	}
 	// state.json is written last: its presence marks a complete checkpoint (RecoverCheckpoints).
 	js, _ := json.MarshalIndent(st, "", "  ")
-	if err := atomicfile.WriteFile(filepath.Join(tmp, checkpointState), append(js, '\n'), 0o644); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(tmp, CheckpointState), append(js, '\n'), 0o644); err != nil {
 		return fmt.Errorf("checkpoint: %w", err)
 	}
 	if err := atomicfile.ReplaceDir(tmp, dir); err != nil {
@@ -145,14 +147,14 @@ func SaveCheckpoint(dir string, store *model.Store, st State, extra func(tmpDir 
 // do not exist yet) and returns its state. A variable whose shape or dtype differs is an error.
 func LoadCheckpoint(dir string, store *model.Store) (State, error) {
 	var st State
-	js, err := os.ReadFile(filepath.Join(dir, checkpointState))
+	js, err := os.ReadFile(filepath.Join(dir, CheckpointState))
 	if err != nil {
 		return st, fmt.Errorf("checkpoint %s: %w", dir, err)
 	}
 	if err := json.Unmarshal(js, &st); err != nil {
 		return st, fmt.Errorf("checkpoint %s: state.json: %w", dir, err)
 	}
-	f, err := safetensors.Read(filepath.Join(dir, checkpointTensors))
+	f, err := safetensors.Read(filepath.Join(dir, CheckpointTensors))
 	if err != nil {
 		return st, fmt.Errorf("checkpoint %s: %w", dir, err)
 	}

@@ -75,15 +75,16 @@ func (l *FolderLock) Unlock() {
 	l.f = nil
 }
 
-// readState reads dir/state.json; ok is false when the folder is not a complete checkpoint.
-// SaveCheckpoint writes state.json last, so its presence marks a complete checkpoint.
-func readState(dir string) (State, bool) {
+// ReadState reads a checkpoint folder's state.json; ok is false when the folder is not a
+// complete checkpoint. SaveCheckpoint writes state.json last, so its presence marks a complete
+// checkpoint.
+func ReadState(dir string) (State, bool) {
 	var st State
-	b, err := os.ReadFile(filepath.Join(dir, checkpointState))
+	b, err := os.ReadFile(filepath.Join(dir, CheckpointState))
 	if err != nil || json.Unmarshal(b, &st) != nil {
 		return st, false
 	}
-	if _, err := os.Stat(filepath.Join(dir, checkpointTensors)); err != nil {
+	if _, err := os.Stat(filepath.Join(dir, CheckpointTensors)); err != nil {
 		return st, false
 	}
 	return st, true
@@ -116,7 +117,7 @@ func RecoverCheckpoints(ckDir string) ([]string, error) {
 			}
 		}
 		sort.Strings(tmps)
-		cur, curOK := readState(dst)
+		cur, curOK := ReadState(dst)
 		_, statErr := os.Stat(dst)
 		if curOK || os.IsNotExist(statErr) {
 			best, bestStep := "", int64(-1)
@@ -124,7 +125,7 @@ func RecoverCheckpoints(ckDir string) ([]string, error) {
 				bestStep = cur.Step
 			}
 			for _, t := range tmps {
-				if st, ok := readState(t); ok && st.Step > bestStep {
+				if st, ok := ReadState(t); ok && st.Step > bestStep {
 					best, bestStep = t, st.Step
 				}
 			}
@@ -143,9 +144,9 @@ func RecoverCheckpoints(ckDir string) ([]string, error) {
 			}
 		}
 	}
-	last, lastOK := readState(filepath.Join(ckDir, LastDir))
+	last, lastOK := ReadState(filepath.Join(ckDir, LastDir))
 	if lastOK && last.BestMetric != nil && last.BestStep == last.Step {
-		best, bestOK := readState(filepath.Join(ckDir, BestDir))
+		best, bestOK := ReadState(filepath.Join(ckDir, BestDir))
 		if !bestOK || best.Step != last.Step {
 			if err := copyDir(filepath.Join(ckDir, LastDir), filepath.Join(ckDir, BestDir)); err != nil {
 				return notes, fmt.Errorf("checkpoints %s: restoring best from last: %w", ckDir, err)

@@ -133,12 +133,12 @@ func TestRecoverCheckpoints(t *testing.T) {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(dir, checkpointTensors), []byte("x"), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, CheckpointTensors), []byte("x"), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		if complete {
 			js := fmt.Sprintf(`{"step": %d, "best_metric": 1, "best_step": %d}`, step, step)
-			if err := os.WriteFile(filepath.Join(dir, checkpointState), []byte(js), 0o644); err != nil {
+			if err := os.WriteFile(filepath.Join(dir, CheckpointState), []byte(js), 0o644); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -175,7 +175,7 @@ func TestRecoverCheckpoints(t *testing.T) {
 				dir  string
 				step int64
 			}{{LastDir, tc.wantLast}, {BestDir, tc.wantBest}} {
-				st, ok := readState(filepath.Join(ckDir, w.dir))
+				st, ok := ReadState(filepath.Join(ckDir, w.dir))
 				switch {
 				case w.step < 0 && ok:
 					t.Errorf("%s: step %d, want none", w.dir, st.Step)

@@ -175,7 +175,7 @@ func (r *Runner) diskNeed(ckDir string) int64 {
 	one := r.checkpointBytes(ckDir)
 	need := one // the temporary copy of a replace
 	for _, d := range []string{LastDir, BestDir} {
-		if _, ok := readState(filepath.Join(ckDir, d)); !ok {
+		if _, ok := ReadState(filepath.Join(ckDir, d)); !ok {
 			need += one
 		}
 	}
@@ -204,7 +204,7 @@ func dirBytes(dir string) int64 {
 // checkpoint and how to resume, or that no checkpoint exists yet.
 func (r *Runner) lastNote() string {
 	ckDir := filepath.Join(r.Cfg.Dir, CheckpointDir)
-	if st, ok := readState(filepath.Join(ckDir, LastDir)); ok {
+	if st, ok := ReadState(filepath.Join(ckDir, LastDir)); ok {
 		return fmt.Sprintf("the checkpoint of step %d in %s is intact; resume with --resume %s", st.Step, filepath.Join(ckDir, LastDir), r.Cfg.Dir)
 	}
 	return fmt.Sprintf("no checkpoint was written yet; --resume %s starts the run again from step 0", r.Cfg.Dir)
@@ -242,7 +242,7 @@ func (r *Runner) Run(ctx context.Context, resume bool) (State, error) {
 		return r.state, err
 	}
 	removeStrayTemps(c.Dir)
-	_, haveLast := readState(filepath.Join(ckDir, LastDir))
+	_, haveLast := ReadState(filepath.Join(ckDir, LastDir))
 	if !resume && haveLast {
 		return r.state, fmt.Errorf("run folder %s already holds a run: resume it with --resume %s or choose another folder", c.Dir, c.Dir)
 	}
@@ -390,10 +390,10 @@ func (r *Runner) Run(ctx context.Context, resume bool) (State, error) {
 func (r *Runner) nonFiniteNote() string {
 	ckDir := filepath.Join(r.Cfg.Dir, CheckpointDir)
 	var parts []string
-	if st, ok := readState(filepath.Join(ckDir, LastDir)); ok {
+	if st, ok := ReadState(filepath.Join(ckDir, LastDir)); ok {
 		parts = append(parts, fmt.Sprintf("the last good checkpoint (step %d) is in %s", st.Step, filepath.Join(ckDir, LastDir)))
 	}
-	if st, ok := readState(filepath.Join(ckDir, BestDir)); ok {
+	if st, ok := ReadState(filepath.Join(ckDir, BestDir)); ok {
 		parts = append(parts, fmt.Sprintf("the best (step %d) in %s", st.Step, filepath.Join(ckDir, BestDir)))
 	}
 	if len(parts) == 0 {
@@ -472,13 +472,13 @@ func copyDir(src, dst string) error {
 		if info.IsDir() {
 			return os.MkdirAll(filepath.Join(tmp, rel), 0o755)
 		}
-		if rel != checkpointState {
+		if rel != CheckpointState {
 			files = append(files, rel)
 		}
 		return nil
 	})
 	if err == nil {
-		for _, rel := range append(files, checkpointState) {
+		for _, rel := range append(files, CheckpointState) {
 			if err = copyFile(filepath.Join(src, rel), filepath.Join(tmp, rel)); err != nil {
 				break
 			}

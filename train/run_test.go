@@ -156,7 +156,7 @@ func TestResumeIsBitIdentical(t *testing.T) {
 		}
 	}
 	for _, d := range []string{LastDir, BestDir} {
-		if _, err := os.Stat(filepath.Join(split, CheckpointDir, d, checkpointTensors)); err != nil {
+		if _, err := os.Stat(filepath.Join(split, CheckpointDir, d, CheckpointTensors)); err != nil {
 			t.Errorf("checkpoint %s missing: %v", d, err)
 		}
 	}
