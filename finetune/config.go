@@ -6,10 +6,11 @@ package finetune
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -225,7 +226,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	if ok := earlyMetrics[c.Task][c.EarlyMetric]; !ok && c.EarlyMetric != "" {
-		return fmt.Errorf("--early-metric %q: %s runs report %s", c.EarlyMetric, c.Task, strings.Join(sortedKeys(earlyMetrics[c.Task]), " or "))
+		return fmt.Errorf("--early-metric %q: %s runs report %s", c.EarlyMetric, c.Task, strings.Join(slices.Sorted(maps.Keys(earlyMetrics[c.Task])), " or "))
 	}
 	if _, err := resolveSteps(c.Ramp, 100, "ramp"); err != nil {
 		return err
@@ -241,15 +242,6 @@ func (c *Config) Validate() error {
 var earlyMetrics = map[string]map[string]bool{
 	"classify":  {"accuracy": true, "loss": true},
 	"causal-lm": {"loss": true, "perplexity": true, "accuracy": true},
-}
-
-func sortedKeys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // checkBatch refuses a batch larger than the training set (after the validation split): every

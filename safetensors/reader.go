@@ -111,9 +111,10 @@ func (r *Reader) Tensor(name string) (*Tensor, error) {
 	if t == nil {
 		return nil, fmt.Errorf("%s: no tensor %q", r.path, name)
 	}
+	n, _ := r.ByteSize(name)
 	out := *t
 	out.Shape = copyShape(t.Shape)
-	out.Data = make([]byte, r.span[r.offs[name]][1]-r.span[r.offs[name]][0])
+	out.Data = make([]byte, n)
 	if err := r.ReadData(name, out.Data); err != nil {
 		return nil, err
 	}

@@ -326,20 +326,6 @@ func (w *Weights) check(name string, shape []int) (*safetensors.Tensor, error) {
 	return t, nil
 }
 
-// Float32 returns tensor name's values as float32, checking its shape.
-func (w *Weights) Float32(name string, shape ...int) ([]float32, error) {
-	t, err := w.check(name, shape)
-	if err != nil {
-		return nil, err
-	}
-	raw, err := w.raw(t)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]float32, t.NumElements())
-	return out, safetensors.DecodeFloat32s(t.DType, raw, out)
-}
-
 // raw reads tensor t's bytes from its file.
 func (w *Weights) raw(t *safetensors.Tensor) ([]byte, error) {
 	r := w.reader[t.Name]
