@@ -11,12 +11,17 @@ import (
 	"github.com/singlora/singlora/classify"
 	"github.com/singlora/singlora/models"
 	_ "github.com/singlora/singlora/models/all" // the model packages register themselves
+	"github.com/singlora/singlora/models/hf"
 	"github.com/singlora/singlora/peft"
 )
 
 // Model is the model the "model" preset benchmarks: a folder of any registered architecture, or
 // a built-in model's name (models.Resolve). The bench command's --model sets it.
 var Model string
+
+// BaseDType is how the "model" preset holds the frozen base matrices (the bench command's
+// --base-dtype; "" is float32, as before half bases existed).
+var BaseDType hf.BaseDType
 
 // The shape of a "model" step: ModelBatch sequences of ModelSeq tokens (fewer when the model reads
 // fewer).
@@ -60,7 +65,7 @@ func ModelWorkload(method string) (Workload, error) {
 		batch, seq := ModelBatch, ModelSeq
 		switch task {
 		case models.CausalLM:
-			cm, err := arch.LoadCausalLM(Model, store)
+			cm, err := arch.LoadCausalLM(Model, store, models.LoadOptions{BaseDType: BaseDType})
 			if err != nil {
 				return nil, err
 			}
@@ -83,7 +88,7 @@ func ModelWorkload(method string) (Workload, error) {
 			loss := cm.Loss(inj, Streams)
 			step = func() (func() error, error) { return stepper(store, loss, inputs) }
 		default:
-			enc, err := arch.LoadEncoder(Model, store, models.EncoderOptions{MaxLength: seq})
+			enc, err := arch.LoadEncoder(Model, store, models.EncoderOptions{MaxLength: seq, LoadOptions: models.LoadOptions{BaseDType: BaseDType}})
 			if err != nil {
 				return nil, err
 			}

@@ -140,8 +140,13 @@ func PrepareCausal(c Config, dir string, backend compute.Backend, out io.Writer)
 	if err != nil {
 		return nil, err
 	}
+	method, _ := peft.ParseMethod(c.Method) // checked by Validate
+	lo, err := c.LoadOptions(method)
+	if err != nil {
+		return nil, err
+	}
 	store := model.NewStore()
-	cm, err := arch.LoadCausalLM(c.Model, store)
+	cm, err := arch.LoadCausalLM(c.Model, store, lo)
 	if err != nil {
 		return nil, err
 	}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/singlora/singlora/classify"
 	"github.com/singlora/singlora/models"
+	"github.com/singlora/singlora/models/hf"
 	"github.com/singlora/singlora/peft"
 )
 
@@ -59,6 +60,9 @@ type Config struct {
 	Steps       int64   `json:"steps,omitempty" yaml:"steps"` // overrides Epochs when > 0
 	Seed        uint64  `json:"seed" yaml:"seed"`
 	MaxLength   int     `json:"max_length,omitempty" yaml:"max_length"`
+	// BaseDType is how the frozen base matrices are held: auto (the checkpoint's bf16/f16, else
+	// float32; "" too), bf16, f16 or f32. Methods that train the base always use float32.
+	BaseDType string `json:"base_dtype,omitempty" yaml:"base_dtype"`
 	// Streams splits each training batch into this many independent chains of ops (the same
 	// math; the pure-Go backend overlaps them on its cores). 0 means DefaultStreams.
 	Streams int `json:"streams,omitempty" yaml:"streams"`
@@ -165,13 +169,34 @@ func resolveSteps(spec string, total int64, what string) (int64, error) {
 	return int64(float64(total)*f + 0.5), nil
 }
 
+// LoadOptions returns the model-loading settings of the run for method m: the parsed
+// --base-dtype, float32 for a method that trains the base (auto) or an error (bf16/f16: AdamW
+// needs float32 weights to train).
+func (c *Config) LoadOptions(m peft.Method) (models.LoadOptions, error) {
+	d, err := hf.ParseBaseDType(c.BaseDType)
+	if err != nil {
+		return models.LoadOptions{}, fmt.Errorf("--base-dtype: %w", err)
+	}
+	if peft.TrainsBase(m) {
+		if d == hf.BaseBF16 || d == hf.BaseF16 {
+			return models.LoadOptions{}, fmt.Errorf("--base-dtype %s: method %s trains the base weights, which must be float32 (use auto or f32)", d, m)
+		}
+		d = hf.BaseF32
+	}
+	return models.LoadOptions{BaseDType: d}, nil
+}
+
 // Validate checks the config before anything is loaded. Every numeric field has a stated range;
 // a value outside it is an error naming the flag, never a silent fallback.
 func (c *Config) Validate() error {
 	if c.Train == "" {
 		return fmt.Errorf("no training data: give --data FILE (JSONL, CSV, TSV or a JSON array)")
 	}
-	if _, err := peft.ParseMethod(c.Method); err != nil {
+	m, err := peft.ParseMethod(c.Method)
+	if err != nil {
+		return err
+	}
+	if _, err := c.LoadOptions(m); err != nil {
 		return err
 	}
 	switch c.Task {

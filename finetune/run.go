@@ -377,8 +377,13 @@ func loadEncoder(c Config) (models.Encoder, *model.Store, string, error) {
 	if err != nil {
 		return nil, nil, "", err
 	}
+	method, _ := peft.ParseMethod(c.Method) // checked by Validate
+	lo, err := c.LoadOptions(method)
+	if err != nil {
+		return nil, nil, "", err
+	}
 	store := model.NewStore()
-	enc, err := arch.LoadEncoder(c.Model, store, models.EncoderOptions{MaxLength: c.MaxLength})
+	enc, err := arch.LoadEncoder(c.Model, store, models.EncoderOptions{MaxLength: c.MaxLength, LoadOptions: lo})
 	if err != nil {
 		return nil, nil, "", err
 	}

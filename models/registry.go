@@ -6,7 +6,7 @@
 // resolve a --model value with Resolve:
 //
 //	arch, err := models.Resolve("./tiny-llama") // reads ./tiny-llama/config.json: model_type "llama"
-//	lm, err := arch.LoadCausalLM("./tiny-llama", store)
+//	lm, err := arch.LoadCausalLM("./tiny-llama", store, models.LoadOptions{BaseDType: hf.BaseAuto})
 //
 // An unknown model type is an error that lists the known ones. Adding a model is one package
 // that calls Register and one blank import in models/all.
@@ -76,11 +76,42 @@ type Arch struct {
 	Encoder func(dir string, store *model.Store, opts EncoderOptions) (Encoder, error)
 	// CausalLM loads the model in dir into store as a causal language model; nil when the
 	// package has no causal-LM head.
-	CausalLM func(dir string, store *model.Store) (CausalModel, error)
+	CausalLM func(dir string, store *model.Store, opts LoadOptions) (CausalModel, error)
+	// HalfBase marks a model whose graphs accept 16-bit base matrices (LoadOptions.BaseDType
+	// other than f32); the loaders of the others refuse them (CheckBase).
+	HalfBase bool
+}
+
+// LoadOptions are the settings every loader takes.
+type LoadOptions struct {
+	// BaseDType is how the frozen base matrices are held: hf.BaseAuto (the checkpoint's 16-bit
+	// dtype, else float32), bf16, f16 or f32 ("" is f32). Adapters, heads, norms, biases and the
+	// optimizer state are always float32.
+	BaseDType hf.BaseDType
+}
+
+// CheckBase returns an error when opts asks a for a 16-bit base it cannot hold; it turns BaseAuto
+// into BaseF32 for such a model (auto means "what the checkpoint and the model allow").
+func (a *Arch) CheckBase(opts *LoadOptions) error {
+	if a.HalfBase || opts.BaseDType == "" || opts.BaseDType == hf.BaseF32 {
+		return nil
+	}
+	if opts.BaseDType == hf.BaseAuto {
+		opts.BaseDType = hf.BaseF32
+		return nil
+	}
+	var half []string
+	for _, o := range Registered() {
+		if o.HalfBase {
+			half = append(half, o.Name)
+		}
+	}
+	return fmt.Errorf("%s holds its base in float32 only: --base-dtype %s is not supported (16-bit bases: %s)", a, opts.BaseDType, strings.Join(half, ", "))
 }
 
 // EncoderOptions are the settings of Arch.Encoder.
 type EncoderOptions struct {
+	LoadOptions
 	// MaxLength is the number of tokens per text to read (≤ 0: the model's default); a model
 	// lowers it to what its positions allow.
 	MaxLength int
@@ -162,16 +193,22 @@ func (a *Arch) LoadEncoder(dir string, store *model.Store, opts EncoderOptions) 
 	if a.Encoder == nil {
 		return nil, fmt.Errorf("%s: %s has no %s head: it supports %s", dir, a, Classify, joinTasks(a.Tasks()))
 	}
+	if err := a.CheckBase(&opts.LoadOptions); err != nil {
+		return nil, err
+	}
 	return a.Encoder(a.dir(dir), store, opts)
 }
 
 // LoadCausalLM loads the model in dir for CausalLM (see Arch.CausalLM), or says which tasks a
 // supports instead.
-func (a *Arch) LoadCausalLM(dir string, store *model.Store) (CausalModel, error) {
+func (a *Arch) LoadCausalLM(dir string, store *model.Store, opts LoadOptions) (CausalModel, error) {
 	if a.CausalLM == nil {
 		return nil, fmt.Errorf("%s: %s is not a causal LM: it supports %s (causal LMs: %s)", dir, a, joinTasks(a.Tasks()), strings.Join(ModelTypes(CausalLM), ", "))
 	}
-	return a.CausalLM(a.dir(dir), store)
+	if err := a.CheckBase(&opts); err != nil {
+		return nil, err
+	}
+	return a.CausalLM(a.dir(dir), store, opts)
 }
 
 // LoadTokenizer reads the tokenizer.json of the model folder dir, for a model whose Tokenizer

@@ -150,7 +150,7 @@ func TestTaskFor(t *testing.T) {
 			t.Errorf("%s.TaskFor(%s) = %q, %v; want %q, %q", tc.arch.Name, tc.want, got, err, tc.got, tc.err)
 		}
 	}
-	if _, err := bert.LoadCausalLM("dir", model.NewStore()); err == nil || !strings.Contains(err.Error(), "is not a causal LM: it supports classify (causal LMs: gpt2, llama, mistral, qwen2)") {
+	if _, err := bert.LoadCausalLM("dir", model.NewStore(), models.LoadOptions{}); err == nil || !strings.Contains(err.Error(), "is not a causal LM: it supports classify (causal LMs: gpt2, llama, mistral, qwen2)") {
 		t.Errorf("bert as a causal LM: %v", err)
 	}
 	if _, err := llama.LoadEncoder("dir", model.NewStore(), models.EncoderOptions{}); err == nil || !strings.Contains(err.Error(), "has no classify head: it supports causal-lm") {
@@ -183,7 +183,7 @@ func TestTestOnlyRegistration(t *testing.T) {
 	var loaded string
 	models.Register(models.Arch{Name: "toy", Package: "models (test)", ModelTypes: []string{"toy_lm"},
 		Architectures: []string{"ToyForCausalLM"}, Tokenizer: models.TokenizerJSON,
-		CausalLM: func(dir string, _ *model.Store) (models.CausalModel, error) {
+		CausalLM: func(dir string, _ *model.Store, _ models.LoadOptions) (models.CausalModel, error) {
 			loaded = dir
 			return toyLM{dir}, nil
 		}})
@@ -195,7 +195,7 @@ func TestTestOnlyRegistration(t *testing.T) {
 	if a2, err := models.Resolve(folder(t, map[string]any{"architectures": []string{"ToyForCausalLM"}})); err != nil || a2 != a {
 		t.Fatalf("Resolve by architecture: %v, %v", a2, err)
 	}
-	cm, err := a.LoadCausalLM(dir, model.NewStore())
+	cm, err := a.LoadCausalLM(dir, model.NewStore(), models.LoadOptions{})
 	if err != nil || loaded != dir || cm.VocabSize() != 7 {
 		t.Fatalf("LoadCausalLM: %v, %v (loader got %q)", cm, err, loaded)
 	}
@@ -213,7 +213,7 @@ func TestTestOnlyRegistration(t *testing.T) {
 // TestRegisterRefuses: registrations that would make resolution ambiguous or a model unusable
 // panic at start-up, naming the conflict.
 func TestRegisterRefuses(t *testing.T) {
-	loader := func(string, *model.Store) (models.CausalModel, error) { return toyLM{}, nil }
+	loader := func(string, *model.Store, models.LoadOptions) (models.CausalModel, error) { return toyLM{}, nil }
 	for _, tc := range []struct {
 		name string
 		arch models.Arch

@@ -10,6 +10,7 @@ import (
 	"github.com/singlora/singlora/internal/varnames"
 	"github.com/singlora/singlora/optim"
 	"github.com/singlora/singlora/peft/tuner"
+	"github.com/singlora/singlora/safetensors"
 )
 
 // Attach prepares store for training or inference with inj: it creates each target's adapter
@@ -113,6 +114,18 @@ func Float32Values(v *model.Variable) ([]float32, error) {
 	}
 	if t.DType() == dtypes.Float32 {
 		return tensors.MustCopyFlatData[float32](t), nil
+	}
+	if dt := t.DType(); dt == dtypes.BFloat16 || dt == dtypes.Float16 {
+		out := make([]float32, t.Size())
+		var derr error
+		t.ConstBytes(func(b []byte) {
+			code := safetensors.BF16
+			if dt == dtypes.Float16 {
+				code = safetensors.F16
+			}
+			derr = safetensors.DecodeFloat32s(code, b, out) // native order is little-endian here
+		})
+		return out, derr
 	}
 	if t.DType() == dtypes.Float64 {
 		f64 := tensors.MustCopyFlatData[float64](t)

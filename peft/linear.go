@@ -87,8 +87,13 @@ const (
 // trainable weight it transposes the output gradient with a single-threaded loop (~10% of the
 // bert-base-4l full fine-tuning step). A frozen weight's product gets GoMLX's own gradient, which
 // is only the input's. A trainable weight's gradient is built by weightGrad.
+//
+// A 16-bit (bf16/f16) weight, a frozen base held in half precision, is multiplied by
+// fastops.Product in every mode: float32 accumulation and output, no float32 copy of the weight
+// kept, and the input gradient built without one. A trainable weight must be float32.
 func dense(x, w, b *Node, layout compute.DenseLayout, mode denseMode) *Node {
-	if mode == denseFused {
+	half := w.DType() != x.DType() && w.DType().IsHalfPrecision()
+	if mode == denseFused && !half {
 		return nn.Dense(x, w, b, layout)
 	}
 	wAxis := 1 // w [out, in]
@@ -96,7 +101,12 @@ func dense(x, w, b *Node, layout compute.DenseLayout, mode denseMode) *Node {
 		wAxis = 0 // w [in, out]
 	}
 	var y *Node
-	if mode == denseTrainable {
+	if half && mode == denseTrainable {
+		Panicf("peft: a trained weight must be float32, got %s (load the base with --base-dtype f32 to train it)", w.Shape())
+	}
+	if half {
+		y = fastops.Product(x, w, wAxis)
+	} else if mode == denseTrainable {
 		var dy *Node
 		wc := IdentityWithCustomGradient(w, func(_, v *Node) *Node {
 			if dy == nil { // not reached through y: keep GoMLX's gradient

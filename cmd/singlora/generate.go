@@ -13,6 +13,7 @@ import (
 	"github.com/singlora/singlora/backend"
 	"github.com/singlora/singlora/models"
 	_ "github.com/singlora/singlora/models/all" // the model packages register themselves
+	"github.com/singlora/singlora/models/hf"
 	"github.com/singlora/singlora/models/lm"
 	"github.com/singlora/singlora/peft"
 	"github.com/singlora/singlora/tokenizer/hftok"
@@ -39,6 +40,7 @@ func runGenerate(args []string) error {
 	temp := fs.Float64("temperature", 0, "sampling temperature; 0 = greedy")
 	topK := fs.Int("top-k", 0, "sample among the k most likely tokens (0 = all)")
 	seed := fs.Uint64("seed", 0, "the sampling `seed`")
+	baseDType := fs.String("base-dtype", "auto", "how the base matrices are held: auto (the checkpoint's bf16/f16, else f32), bf16, f16 or f32")
 	single(fs, "seed", "seed", "run generate once per seed to compare samples")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
@@ -61,6 +63,10 @@ func runGenerate(args []string) error {
 	}
 	if *topK < 0 {
 		return fmt.Errorf("--top-k %d: must be ≥ 0 (0: sample among all tokens)", *topK)
+	}
+	base, err := hf.ParseBaseDType(*baseDType)
+	if err != nil {
+		return fmt.Errorf("--base-dtype: %w", err)
 	}
 	arch, err := models.Resolve(*dir)
 	if err != nil {
@@ -95,7 +101,7 @@ func runGenerate(args []string) error {
 		return err
 	}
 	store := model.NewStore()
-	cm, err := arch.LoadCausalLM(*dir, store)
+	cm, err := arch.LoadCausalLM(*dir, store, models.LoadOptions{BaseDType: base})
 	if err != nil {
 		return err
 	}

@@ -72,7 +72,7 @@ func describeModel(p string) (*modelInfo, error) {
 	store := model.NewStore()
 	var specs []peft.LinearSpec
 	if arch.Supports(models.CausalLM) {
-		cm, err := arch.LoadCausalLM(p, store)
+		cm, err := arch.LoadCausalLM(p, store, models.LoadOptions{})
 		if err != nil {
 			return nil, err
 		}

@@ -24,6 +24,7 @@ import (
 	"github.com/gomlx/gomlx/ml/layers"
 	"github.com/gomlx/gomlx/ml/model"
 
+	"github.com/singlora/singlora/internal/fastops"
 	"github.com/singlora/singlora/models/hf"
 	"github.com/singlora/singlora/models/lm"
 	"github.com/singlora/singlora/models/nn"
@@ -126,7 +127,11 @@ func Linears(c *Config) []peft.LinearSpec {
 // Load reads the checkpoint in dir into store and returns its configuration (Prefix set from the
 // tensors present). The attention-mask buffers older checkpoints carry (attn.bias,
 // attn.masked_bias) and a duplicate lm_head.weight are ignored: the head is tied to wte.
-func Load(dir string, store *model.Store) (*Config, error) {
+func Load(dir string, store *model.Store) (*Config, error) { return LoadBase(dir, store, hf.BaseF32) }
+
+// LoadBase is Load with the base matrices held as base says (hf.BaseDType; norms and biases stay
+// float32).
+func LoadBase(dir string, store *model.Store, base hf.BaseDType) (*Config, error) {
 	c, err := LoadConfig(dir)
 	if err != nil {
 		return nil, err
@@ -136,6 +141,7 @@ func Load(dir string, store *model.Store) (*Config, error) {
 		return nil, err
 	}
 	defer w.Close()
+	w.Base = base
 	if c.Prefix, err = w.Prefix("wte.weight", "transformer.", ""); err != nil {
 		return nil, err
 	}
@@ -200,7 +206,8 @@ func Hidden(c *Config, inj *peft.Injection, scope *model.Scope, ids, mask *Node)
 	}
 	wte := nn.Param(base.At("wte"), "weight", g)
 	wpe := Slice(nn.Param(base.At("wpe"), "weight", g), AxisRange(0, l))
-	h := Add(Gather(wte, ExpandAxes(ConvertDType(ids, dtypes.Int32), -1)), ExpandAxes(wpe, 0))
+	tok := Gather(wte, ExpandAxes(ConvertDType(ids, dtypes.Int32), -1))                           // 16-bit tables' rows widened:
+	h := Add(ConvertDType(tok, dtypes.Float32), ExpandAxes(ConvertDType(wpe, dtypes.Float32), 0)) // no-ops for float32
 	h = dropout(base, h, c.EmbdDropout)
 	qi := Iota(g, shapes.Make(dtypes.Int32, l, l), 0)
 	kj := Iota(g, shapes.Make(dtypes.Int32, l, l), 1)
@@ -244,7 +251,7 @@ func Logits(c *Config, inj *peft.Injection, scope *model.Scope, ids, mask *Node)
 		base = scope.At("transformer")
 	}
 	wte := nn.Param(base.At("wte"), "weight", h.Graph())
-	return Dot(h, wte).General([]int{2}, nil, []int{1}, nil)
+	return fastops.Product(h, wte, 1) // h·wteᵀ, for a 16-bit wte too
 }
 
 // LossFn is the causal-LM loss over ids, targets and a loss mask (and optionally an attention

@@ -16,8 +16,9 @@ func init() {
 		ModelTypes:    ModelTypes,
 		Architectures: Architectures,
 		Tokenizer:     models.TokenizerJSON,
-		CausalLM: func(dir string, store *model.Store) (models.CausalModel, error) {
-			c, err := Load(dir, store)
+		HalfBase:      true,
+		CausalLM: func(dir string, store *model.Store, opts models.LoadOptions) (models.CausalModel, error) {
+			c, err := LoadBase(dir, store, opts.BaseDType)
 			if err != nil {
 				return nil, err
 			}

@@ -2,10 +2,13 @@
 // model-0000N-of-0000M.safetensors with model.safetensors.index.json) into a GoMLX model.Store,
 // for the model definitions in models/bert, models/llama and models/gpt2.
 //
-// Weights in F32, F16, BF16 (or F64) are converted to float32 variables; the models compute in
-// float32. Only the files' headers are read when a checkpoint is opened; each tensor is then read
-// from disk into its variable's memory, so loading peaks near the variables' own size (measured:
-// 741 MB for a 749 MB sharded F32 Llama, 1.86 GB before streaming). Every problem is reported before any training starts, naming what is wrong: a missing
+// Weights in F32, F16, BF16 (or F64) become float32 variables, except the matrices (linear
+// weights, embedding tables, LM heads) of a model loaded with a half-precision base (Weights.Base,
+// `--base-dtype`): those stay bf16 or f16, and the models compute their products with float32
+// accumulation (peft.Linear). Norm weights and biases are always float32. Only the files' headers
+// are read when a checkpoint is opened; each tensor is then read from disk into its variable's
+// memory, so loading peaks near the variables' own size (measured: 741 MB for a 749 MB sharded F32
+// Llama, 1.86 GB before streaming). Every problem is reported before any training starts, naming what is wrong: a missing
 // file, a config field the code does not support, a tensor that is missing or has the wrong shape,
 // an architecture the package does not implement.
 //
@@ -198,7 +201,10 @@ func (c *RawConfig) Architecture(modelTypes, architectures []string) (modelType,
 // straight into its variable, so loading never holds a second copy of the checkpoint. Close it
 // when done.
 type Weights struct {
-	Dir     string
+	Dir string
+	// Base is the dtype of the matrices (rank ≥ 2 tensors) Load creates; BaseF32 (the zero
+	// value) converts everything to float32. See BaseDType.
+	Base    BaseDType
 	tensors map[string]*safetensors.Tensor // metadata only (Data nil)
 	reader  map[string]*safetensors.Reader // tensor → the open file holding it
 	readers []*safetensors.Reader
@@ -338,33 +344,145 @@ func (w *Weights) raw(t *safetensors.Tensor) ([]byte, error) {
 // into a variable's memory as it is.
 var nativeLittleEndian = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
 
+// BaseDType is how a model holds its frozen base matrices (`--base-dtype`).
+type BaseDType string
+
+// The base dtypes. BaseAuto keeps each matrix in its checkpoint dtype when that is F16 or BF16
+// (float32 otherwise); BaseBF16 and BaseF16 convert every matrix to that dtype (rounding to
+// nearest even); BaseF32 ("" too) converts everything to float32, as before half bases existed.
+const (
+	BaseAuto BaseDType = "auto"
+	BaseBF16 BaseDType = "bf16"
+	BaseF16  BaseDType = "f16"
+	BaseF32  BaseDType = "f32"
+)
+
+// BaseDTypes lists the accepted values, for messages.
+var BaseDTypes = []BaseDType{BaseAuto, BaseBF16, BaseF16, BaseF32}
+
+// ParseBaseDType parses a --base-dtype value ("" is BaseAuto).
+func ParseBaseDType(s string) (BaseDType, error) {
+	if s == "" {
+		return BaseAuto, nil
+	}
+	d := BaseDType(strings.ToLower(s))
+	if d == "bfloat16" {
+		d = BaseBF16
+	} else if d == "float16" || d == "fp16" {
+		d = BaseF16
+	} else if d == "float32" || d == "fp32" {
+		d = BaseF32
+	}
+	if !slices.Contains(BaseDTypes, d) {
+		return "", fmt.Errorf("base dtype %q: want one of auto, bf16, f16, f32", s)
+	}
+	return d, nil
+}
+
+// IsHalf reports whether d keeps (some) matrices in 16 bits.
+func (d BaseDType) IsHalf() bool { return d == BaseAuto || d == BaseBF16 || d == BaseF16 }
+
+// For returns the dtype a tensor of checkpoint dtype ckpt and the given rank is held in: float32
+// for vectors and scalars, and for matrices what d says.
+func (d BaseDType) For(ckpt string, rank int) dtypes.DType {
+	if rank < 2 {
+		return dtypes.Float32
+	}
+	switch d {
+	case BaseBF16:
+		return dtypes.BFloat16
+	case BaseF16:
+		return dtypes.Float16
+	case BaseAuto:
+		switch ckpt {
+		case safetensors.BF16:
+			return dtypes.BFloat16
+		case safetensors.F16:
+			return dtypes.Float16
+		}
+	}
+	return dtypes.Float32
+}
+
+// Resolved returns the single dtype the checkpoint's matrices get under d (what `auto` means for
+// this checkpoint: the dtype of most of its matrix elements), for reports and memory estimates.
+func (w *Weights) Resolved(d BaseDType) dtypes.DType {
+	bytes := map[dtypes.DType]int{}
+	for _, t := range w.tensors {
+		if len(t.Shape) >= 2 {
+			bytes[d.For(t.DType, len(t.Shape))] += t.NumElements()
+		}
+	}
+	best, n := dtypes.Float32, -1
+	for _, dt := range []dtypes.DType{dtypes.Float32, dtypes.BFloat16, dtypes.Float16} {
+		if bytes[dt] > n {
+			best, n = dt, bytes[dt]
+		}
+	}
+	return best
+}
+
 // Load creates (or overwrites) the variable for checkpoint tensor name ("a.b.weight" → variable
-// "weight" in scope "/a/b") in store, as float32 with the given shape. F32 data is read from its
-// file straight into the variable's memory; other float dtypes through a buffer of the tensor's own
-// size, so loading holds at most one tensor besides the variables.
+// "weight" in scope "/a/b") in store, with the given shape, in the dtype w.Base gives it (For).
+// Data already in that dtype (F32 → float32, BF16 → bf16, F16 → f16) is read from its file
+// straight into the variable's memory; other dtypes are converted through a buffer of the
+// tensor's own size, so loading holds at most one tensor besides the variables, and never a
+// float32 copy of a matrix held in 16 bits.
 func (w *Weights) Load(store *model.Store, name string, shape ...int) error {
 	t, err := w.check(name, shape)
 	if err != nil {
 		return err
 	}
-	val := tensors.FromShape(shapes.Make(dtypes.Float32, shape...))
+	dt := w.Base.For(t.DType, len(shape))
+	val := tensors.FromShape(shapes.Make(dt, shape...))
 	var lerr error
-	if t.DType == safetensors.F32 && nativeLittleEndian {
+	same := dt == dtypes.Float32 && t.DType == safetensors.F32 ||
+		dt == dtypes.BFloat16 && t.DType == safetensors.BF16 || dt == dtypes.Float16 && t.DType == safetensors.F16
+	switch {
+	case same && nativeLittleEndian:
 		err = val.MutableBytes(func(b []byte) { lerr = w.reader[name].ReadData(name, b) })
-	} else {
+	case dt == dtypes.Float32:
 		raw, rerr := w.raw(t)
 		if rerr != nil {
 			return rerr
 		}
 		err = val.MutableFlatData(func(flat any) { lerr = safetensors.DecodeFloat32s(t.DType, raw, flat.([]float32)) })
+	default: // to 16 bits, one value at a time through float32
+		raw, rerr := w.raw(t)
+		if rerr != nil {
+			return rerr
+		}
+		err = val.MutableBytes(func(b []byte) { lerr = encodeHalf(dt, t.DType, raw, b) })
 	}
 	if err == nil {
 		err = lerr
 	}
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: tensor %q: %w", w.Dir, name, err)
 	}
 	return setVariable(store, name, val, shape)
+}
+
+// encodeHalf converts little-endian src values of checkpoint dtype ckpt into dst, the memory of a
+// bf16 or f16 tensor (native byte order), rounding to nearest even.
+func encodeHalf(dt dtypes.DType, ckpt string, src, dst []byte) error {
+	n := len(dst) / 2
+	buf := make([]float32, min(n, 1<<16))
+	size := len(src) / max(n, 1)
+	for start := 0; start < n; start += len(buf) {
+		m := min(len(buf), n-start)
+		if err := safetensors.DecodeFloat32s(ckpt, src[start*size:(start+m)*size], buf[:m]); err != nil {
+			return err
+		}
+		for i, f := range buf[:m] {
+			h := safetensors.Float32ToBF16(f)
+			if dt == dtypes.Float16 {
+				h = safetensors.Float32ToF16(f)
+			}
+			binary.NativeEndian.PutUint16(dst[2*(start+i):], h)
+		}
+	}
+	return nil
 }
 
 // LoadLinear loads module's weight (shape [out,in], or [in,out] for layout InOut) and, if
@@ -386,7 +504,8 @@ func (w *Weights) LoadLinear(store *model.Store, spec peft.LinearSpec) error {
 // VariablePath returns the store path of checkpoint tensor name: "a.b.weight" → "/a/b/weight".
 func VariablePath(name string) string { return peft.ModuleScope(name) }
 
-// SetVariable creates or overwrites the float32 variable for checkpoint tensor name.
+// SetVariable creates or overwrites the float32 variable for checkpoint tensor name (whatever
+// w.Base says: tests and converters set exact values with it).
 func SetVariable(store *model.Store, name string, vals []float32, shape ...int) error {
 	return setVariable(store, name, tensors.FromFlatDataAndDimensions(vals, shape...), shape)
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/gomlx/gomlx/ml/model"
 	. "github.com/gomlx/gomlx/support/exceptions" //nolint:revive
 
+	"github.com/singlora/singlora/internal/fastops"
 	"github.com/singlora/singlora/models/hf"
 	"github.com/singlora/singlora/models/nn"
 	"github.com/singlora/singlora/peft"
@@ -161,7 +162,11 @@ func Linears(c *Config) []peft.LinearSpec {
 
 // Load reads the checkpoint in dir into store (creating or overwriting its variables) and returns
 // its configuration. TieEmbeddings is set when the checkpoint has no lm_head.weight.
-func Load(dir string, store *model.Store) (*Config, error) {
+func Load(dir string, store *model.Store) (*Config, error) { return LoadBase(dir, store, hf.BaseF32) }
+
+// LoadBase is Load with the base matrices held as base says (hf.BaseDType; norms and biases stay
+// float32).
+func LoadBase(dir string, store *model.Store, base hf.BaseDType) (*Config, error) {
 	c, err := LoadConfig(dir)
 	if err != nil {
 		return nil, err
@@ -171,6 +176,7 @@ func Load(dir string, store *model.Store) (*Config, error) {
 		return nil, err
 	}
 	defer w.Close()
+	w.Base = base
 	if err := w.Load(store, "model.embed_tokens.weight", c.VocabSize, c.Hidden); err != nil {
 		return nil, err
 	}
@@ -232,7 +238,7 @@ func Hidden(c *Config, inj *peft.Injection, scope *model.Scope, ids, mask *Node)
 
 func embed(scope *model.Scope, ids *Node) *Node {
 	table := nn.Param(scope.At("model").At("embed_tokens"), "weight", ids.Graph())
-	return Gather(table, ExpandAxes(ConvertDType(ids, dtypes.Int32), -1))
+	return ConvertDType(Gather(table, ExpandAxes(ConvertDType(ids, dtypes.Int32), -1)), dtypes.Float32) // a 16-bit table's rows widened
 }
 
 func lmHead(c *Config, scope *model.Scope, h *Node) *Node {
@@ -242,7 +248,7 @@ func lmHead(c *Config, scope *model.Scope, h *Node) *Node {
 	} else {
 		w = nn.Param(scope.At("lm_head"), "weight", h.Graph())
 	}
-	return Dot(h, w).General([]int{h.Rank() - 1}, nil, []int{1}, nil)
+	return fastops.Product(h, w, 1) // h·wᵀ, for a 16-bit w too
 }
 
 // rope applies rotary embeddings to x [B, heads, L, hd] at positions pos [L] (int32):

@@ -82,6 +82,23 @@ func tinyCheckpoint(m map[string]any, seed uint64) *hftest.Checkpoint {
 // LlamaRMSNorm, LlamaRotaryEmbedding + apply_rotary_pos_emb with rotate_half, repeat_kv,
 // eager attention with causal + padding mask, LlamaMLP), returning logits [L, V].
 func refLogits(c *Config, ck *hftest.Checkpoint, ids []int, mask []int) []float64 {
+	return refLogitsRounded(c, ck, ids, mask, nil)
+}
+
+// refLogitsRounded is refLogits with the inputs of every weight product (the projections and
+// the LM head) rounded by round (nil: not rounded), as a half-precision base's cast mode rounds
+// the activations to the weight's dtype (fastops.HalfCast).
+func refLogitsRounded(c *Config, ck *hftest.Checkpoint, ids []int, mask []int, round func(float64) float64) []float64 {
+	rounded := func(x []float64) []float64 {
+		if round == nil {
+			return x
+		}
+		out := make([]float64, len(x))
+		for i, v := range x {
+			out[i] = round(v)
+		}
+		return out
+	}
 	L, D := len(ids), c.Hidden
 	h := make([]float64, L*D)
 	emb := ck.Get("model.embed_tokens.weight")
@@ -118,7 +135,7 @@ func refLogits(c *Config, ck *hftest.Checkpoint, ids []int, mask []int) []float6
 		p := fmt.Sprintf("model.layers.%d.", l)
 		n := hftest.RMSNorm(h, L, D, ck.Get(p+"input_layernorm.weight"), c.RMSNormEps)
 		lin := func(name string, x []float64, in, out int) []float64 {
-			return hftest.Linear(x, L, in, ck.Get(p+name+".weight"), out, bias(p+name+".bias"))
+			return hftest.Linear(rounded(x), L, in, ck.Get(p+name+".weight"), out, bias(p+name+".bias"))
 		}
 		q := lin("self_attn.q_proj", n, D, c.Heads*hd)
 		k := lin("self_attn.k_proj", n, D, c.KVHeads*hd)
@@ -149,7 +166,7 @@ func refLogits(c *Config, ck *hftest.Checkpoint, ids []int, mask []int) []float6
 	if _, ok := ck.Values[head]; !ok {
 		head = "model.embed_tokens.weight"
 	}
-	return hftest.Linear(h, L, D, ck.Get(head), c.VocabSize, nil)
+	return hftest.Linear(rounded(h), L, D, ck.Get(head), c.VocabSize, nil)
 }
 
 func be(t testing.TB) compute.Backend {

@@ -20,6 +20,7 @@ import (
 	"github.com/gomlx/gomlx/ml/model"
 
 	"github.com/singlora/singlora/adapterio/adapterconfig"
+	"github.com/singlora/singlora/internal/fastops"
 	"github.com/singlora/singlora/optim"
 	"github.com/singlora/singlora/peft/lora"
 	"github.com/singlora/singlora/peft/peftdef"
@@ -104,7 +105,8 @@ func (method) Forward(l *tuner.Layer, x *Node) *Node {
 	b := l.Var(lora.NameB)
 	m := l.Var(NameMagnitude)
 	s := l.Config.Scale()
-	norm := weightNorm(l.W, a, b, s, l.Spec.Layout)
+	// A 16-bit base is widened for the norm only, after x exists (one layer's float32 copy live).
+	norm := weightNorm(fastops.Widen(l.W, x), a, b, s, l.Spec.Layout)
 	scale := Div(m, norm) // [out]
 	base := l.Base(x, false)
 	h := MulScalar(tuner.ContractLast(l.Input(x), a), s)
