@@ -16,6 +16,7 @@ import (
 
 	"github.com/singlora/singlora/adapterio"
 	"github.com/singlora/singlora/data"
+	"github.com/singlora/singlora/internal/memtune"
 	"github.com/singlora/singlora/models"
 	"github.com/singlora/singlora/models/lm"
 	"github.com/singlora/singlora/peft"
@@ -150,6 +151,7 @@ func PrepareCausal(c Config, dir string, backend compute.Backend, out io.Writer)
 	if err != nil {
 		return nil, err
 	}
+	memtune.AfterLoad() // a large model's weights must not double the heap's growth allowance
 	maxLen := c.MaxLength
 	if maxLen <= 0 {
 		maxLen = 256

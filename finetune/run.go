@@ -17,6 +17,7 @@ import (
 	"github.com/singlora/singlora/classify"
 	"github.com/singlora/singlora/data"
 	"github.com/singlora/singlora/internal/atomicfile"
+	"github.com/singlora/singlora/internal/memtune"
 	"github.com/singlora/singlora/models"
 	_ "github.com/singlora/singlora/models/all" // the model packages register themselves
 	"github.com/singlora/singlora/optim"
@@ -387,6 +388,7 @@ func loadEncoder(c Config) (models.Encoder, *model.Store, string, error) {
 	if err != nil {
 		return nil, nil, "", err
 	}
+	memtune.AfterLoad()
 	return enc, store, arch.BaseModelName(c.Model), nil
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/singlora/singlora/adapterio"
 	"github.com/singlora/singlora/backend"
+	"github.com/singlora/singlora/internal/memtune"
 	"github.com/singlora/singlora/models"
 	_ "github.com/singlora/singlora/models/all" // the model packages register themselves
 	"github.com/singlora/singlora/models/hf"
@@ -105,6 +106,7 @@ func runGenerate(args []string) error {
 	if err != nil {
 		return err
 	}
+	memtune.AfterLoad()
 	limit, key := cm.MaxPositions()
 	if err := checkPositions(len(ids), *maxNew, limit, key); err != nil {
 		return err
