@@ -63,6 +63,9 @@ type Config struct {
 	// BaseDType is how the frozen base matrices are held: auto (the checkpoint's bf16/f16, else
 	// float32; "" too), bf16, f16 or f32. Methods that train the base always use float32.
 	BaseDType string `json:"base_dtype,omitempty" yaml:"base_dtype"`
+	// RecomputeBlocks recomputes each transformer block in the backward (gradient checkpointing):
+	// less activation memory, a second forward of every block.
+	RecomputeBlocks bool `json:"recompute_blocks,omitempty" yaml:"recompute_blocks"`
 	// Streams splits each training batch into this many independent chains of ops (the same
 	// math; the pure-Go backend overlaps them on its cores). 0 means DefaultStreams.
 	Streams int `json:"streams,omitempty" yaml:"streams"`
@@ -183,7 +186,7 @@ func (c *Config) LoadOptions(m peft.Method) (models.LoadOptions, error) {
 		}
 		d = hf.BaseF32
 	}
-	return models.LoadOptions{BaseDType: d}, nil
+	return models.LoadOptions{BaseDType: d, RecomputeBlocks: c.RecomputeBlocks}, nil
 }
 
 // Validate checks the config before anything is loaded. Every numeric field has a stated range;

@@ -88,6 +88,10 @@ type LoadOptions struct {
 	// dtype, else float32), bf16, f16 or f32 ("" is f32). Adapters, heads, norms, biases and the
 	// optimizer state are always float32.
 	BaseDType hf.BaseDType
+	// RecomputeBlocks recomputes each transformer block's activations in the backward instead of
+	// keeping them from the forward (gradient checkpointing): only the blocks' inputs stay live,
+	// at the cost of a second forward of each block. Models without blocks ignore it.
+	RecomputeBlocks bool
 }
 
 // CheckBase returns an error when opts asks a for a 16-bit base it cannot hold; it turns BaseAuto

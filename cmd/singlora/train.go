@@ -69,6 +69,7 @@ func runTrain(args []string) error {
 	fs.IntVar(&c.R, "rank", d.R, "adapter rank r")
 	fs.Float64Var(&c.LoraAlpha, "alpha", d.LoraAlpha, "adapter α (scale α/r)")
 	fs.BoolVar(&c.UseRSLoRA, "rslora", false, "scale by α/√r")
+	fs.BoolVar(&c.RecomputeBlocks, "recompute-blocks", false, "Llama/GPT-2: recompute each block in the backward (gradient checkpointing): less activation memory, about one more forward per step")
 	fs.Var(targets, "targets", "the target `modules`: \"all-linear\", names, dotted suffixes or re:REGEX (comma-separated or repeated)")
 	fs.StringVar(&c.Init, "init", "", "init: theory (SingLoRA default) or kaiming-dr (public implementations' scale)")
 	fs.Float64Var(&c.LoraDropout, "dropout", 0, "adapter input dropout")
@@ -298,6 +299,9 @@ func apply(cfg *finetune.Config, f finetune.Config, set map[string]bool) {
 	s("method", &cfg.Method, f.Method)
 	i("rank", &cfg.R, f.R)
 	fl("alpha", &cfg.LoraAlpha, f.LoraAlpha)
+	if set["recompute-blocks"] {
+		cfg.RecomputeBlocks = f.RecomputeBlocks
+	}
 	if set["rslora"] {
 		cfg.UseRSLoRA = f.UseRSLoRA
 	}

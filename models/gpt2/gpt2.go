@@ -43,6 +43,9 @@ type Config struct {
 	BOS, EOS                                           int
 	// Prefix is "transformer." (GPT2LMHeadModel) or "" (GPT2Model), as found by Load.
 	Prefix string
+	// RecomputeBlocks makes training graphs recompute each block in the backward (gradient
+	// checkpointing, models.LoadOptions.RecomputeBlocks); set after loading.
+	RecomputeBlocks bool
 }
 
 // ModelTypes and Architectures are the config values this package loads.
@@ -218,7 +221,11 @@ func Hidden(c *Config, inj *peft.Injection, scope *model.Scope, ids, mask *Node)
 	}
 	bias := Where(allowed, ScalarZero(g, dtypes.Float32), Scalar(g, dtypes.Float32, nn.MaskValue))
 	hd := c.Hidden / c.Heads
+	recompute := c.RecomputeBlocks && scope.IsTraining(g)
 	for i := 0; i < c.Layers; i++ {
+		if recompute {
+			h = h.Checkpoint() // the block's input is kept; its inside is recomputed in the backward
+		}
 		s := base.At("h").At("%d", i)
 		a := nn.LayerNorm(s.At("ln_1"), h, c.LayerNormEps)
 		attn := s.At("attn")
@@ -239,6 +246,9 @@ func Hidden(c *Config, inj *peft.Injection, scope *model.Scope, ids, mask *Node)
 		mlp := s.At("mlp")
 		f := nn.Activation(c.Activation, peft.Linear(inj, mlp.At("c_fc"), m))
 		h = Add(h, dropout(mlp.At("c_proj"), peft.Linear(inj, mlp.At("c_proj"), f), c.ResidDropout))
+	}
+	if recompute {
+		h = h.StopCheckpoint()
 	}
 	return nn.LayerNorm(base.At("ln_f"), h, c.LayerNormEps)
 }

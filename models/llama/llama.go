@@ -42,6 +42,9 @@ type Config struct {
 	// TieEmbeddings: lm_head is embed_tokens (tie_word_embeddings, or no lm_head.weight in the checkpoint).
 	TieEmbeddings bool
 	BOS, EOS      int // -1 when not set
+	// RecomputeBlocks makes training graphs recompute each decoder layer in the backward
+	// (gradient checkpointing, models.LoadOptions.RecomputeBlocks); set after loading.
+	RecomputeBlocks bool
 }
 
 // ModelTypes and Architectures are the config values this package loads.
@@ -230,8 +233,15 @@ func Hidden(c *Config, inj *peft.Injection, scope *model.Scope, ids, mask *Node)
 		keyBias = Where(real, ZerosLike(ConvertDType(mask, dtypes.Float32)), Scalar(g, dtypes.Float32, nn.MaskValue))
 	}
 	h := embed(scope, ids)
+	recompute := c.RecomputeBlocks && scope.IsTraining(g)
 	for i := 0; i < c.Layers; i++ {
+		if recompute {
+			h = h.Checkpoint() // the layer's input is kept; its inside is recomputed in the backward
+		}
 		h, _, _ = layer(c, inj, scope.At("model").At("layers").At("%d", i), h, pos, bias, keyBias, nil, nil, nil)
+	}
+	if recompute {
+		h = h.StopCheckpoint()
 	}
 	return nn.RMSNorm(scope.At("model").At("norm"), h, c.RMSNormEps)
 }

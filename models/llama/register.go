@@ -22,6 +22,7 @@ func init() {
 			if err != nil {
 				return nil, err
 			}
+			c.RecomputeBlocks = opts.RecomputeBlocks
 			return causalLM{c}, nil
 		},
 	})
