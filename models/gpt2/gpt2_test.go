@@ -12,6 +12,8 @@ import (
 	"github.com/gomlx/gomlx/ml/model"
 
 	"github.com/singlora/singlora/backend"
+	"github.com/singlora/singlora/internal/fastops"
+	"github.com/singlora/singlora/models/hf"
 	"github.com/singlora/singlora/models/hf/hftest"
 	"github.com/singlora/singlora/models/lm"
 )
@@ -105,24 +107,32 @@ func TestMatchesReference(t *testing.T) {
 	for _, tc := range []struct {
 		name, arch, prefix, dtype string
 		shards                    int
+		base                      hf.BaseDType // how the matrices are held (16-bit ones in widen mode)
 	}{
-		{"lmhead-f32", "GPT2LMHeadModel", "transformer.", "F32", 1},
-		{"bare-bf16-sharded", "GPT2Model", "", "BF16", 2},
-		{"lmhead-f16", "GPT2LMHeadModel", "transformer.", "F16", 1},
+		{"lmhead-f32", "GPT2LMHeadModel", "transformer.", "F32", 1, hf.BaseF32},
+		{"bare-bf16-sharded", "GPT2Model", "", "BF16", 2, hf.BaseF32},
+		{"lmhead-f16", "GPT2LMHeadModel", "transformer.", "F16", 1, hf.BaseF32},
+		{"bare-bf16-held-bf16", "GPT2Model", "", "BF16", 2, hf.BaseAuto},
+		{"lmhead-f16-held-f16", "GPT2LMHeadModel", "transformer.", "F16", 1, hf.BaseAuto},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			defer func(m fastops.HalfMode) { fastops.DefaultHalfMode = m }(fastops.DefaultHalfMode)
+			fastops.DefaultHalfMode = fastops.HalfWiden // float32 products of the 16-bit weights: the reference's math
 			ck := tinyCheckpoint(tc.prefix, 4)
 			dir := t.TempDir()
 			if err := ck.Write(dir, tinyConfig(tc.arch), tc.dtype, tc.shards); err != nil {
 				t.Fatal(err)
 			}
 			store := model.NewStore()
-			c, err := Load(dir, store)
+			c, err := LoadBase(dir, store, tc.base)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if c.Prefix != tc.prefix {
 				t.Fatalf("prefix %q, want %q", c.Prefix, tc.prefix)
+			}
+			if dt := store.GetVariable("/" + strings.ReplaceAll(tc.prefix, ".", "/") + "h/0/attn/c_attn/weight").Shape().DType; tc.base == hf.BaseAuto && !dt.IsHalfPrecision() {
+				t.Fatalf("c_attn held as %s, want the checkpoint's %s", dt, tc.dtype)
 			}
 			ids := [][]int{{0, 5, 19, 56, 3, 3, 44, 21, 8}, {0, 30, 2, 11, 0, 0, 0, 0, 0}}
 			mask := [][]int{{1, 1, 1, 1, 1, 1, 1, 1, 1}, {1, 1, 1, 1, 0, 0, 0, 0, 0}}
