@@ -50,7 +50,8 @@ type Config struct {
 // ModelTypes and Architectures are the config values this package loads.
 var (
 	ModelTypes    = []string{"llama", "mistral", "qwen2"}
-	Architectures = []string{"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM"}
+	Architectures = []string{"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM",
+		"LlamaForSequenceClassification", "MistralForSequenceClassification", "Qwen2ForSequenceClassification"}
 )
 
 // LoadConfig reads and checks dir/config.json.
@@ -164,7 +165,9 @@ func Linears(c *Config) []peft.LinearSpec {
 }
 
 // Load reads the checkpoint in dir into store (creating or overwriting its variables) and returns
-// its configuration. TieEmbeddings is set when the checkpoint has no lm_head.weight.
+// its configuration. TieEmbeddings is set when the checkpoint has no lm_head.weight, except for
+// a *ForSequenceClassification checkpoint, which has score.weight instead (see Encoder): untied,
+// it loads without an LM head and only Hidden runs on it.
 func Load(dir string, store *model.Store) (*Config, error) { return LoadBase(dir, store, hf.BaseF32) }
 
 // LoadBase is Load with the base matrices held as base says (hf.BaseDType; norms and biases stay
@@ -198,11 +201,13 @@ func LoadBase(dir string, store *model.Store, base hf.BaseDType) (*Config, error
 	if err := w.Load(store, "model.norm.weight", c.Hidden); err != nil {
 		return nil, err
 	}
-	if w.Has("lm_head.weight") && !c.TieEmbeddings {
+	switch {
+	case w.Has("lm_head.weight") && !c.TieEmbeddings:
 		if err := w.Load(store, "lm_head.weight", c.VocabSize, c.Hidden); err != nil {
 			return nil, err
 		}
-	} else {
+	case sequenceClassifier(c): // no lm_head to load; TieEmbeddings stays as config.json says
+	default:
 		c.TieEmbeddings = true
 	}
 	return c, nil

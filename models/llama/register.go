@@ -22,6 +22,9 @@ func init() {
 			if err != nil {
 				return nil, err
 			}
+			if err := checkCausal(dir, c); err != nil {
+				return nil, err
+			}
 			c.RecomputeBlocks = opts.RecomputeBlocks
 			return causalLM{c}, nil
 		},
