@@ -22,22 +22,47 @@ const (
 	// just before the input-gradient product of the backward), so the product is the float32
 	// kernel's, exact in the activations; one layer's float32 copy is live at a time.
 	HalfWiden
+	// HalfAuto chooses per product by its row count N (the activations' leading axes): widen when
+	// N ≥ WidenRows, where the conversion's cost (∝ in·out) is small beside the product's
+	// (∝ N·in·out) and the float32 kernel is about twice the half one; cast below, e.g. for
+	// generation's one token at a time.
+	HalfAuto
 )
 
+// WidenRows is HalfAuto's threshold (measured on Llama-1B/7B projection shapes; PERFORMANCE.md).
+const WidenRows = 64
+
+// For returns the mode a product of rows rows runs in: m itself, or for HalfAuto widen or cast.
+func (m HalfMode) For(rows int) HalfMode {
+	if m != HalfAuto {
+		return m
+	}
+	if rows >= WidenRows {
+		return HalfWiden
+	}
+	return HalfCast
+}
+
 func (m HalfMode) String() string {
-	if m == HalfWiden {
+	switch m {
+	case HalfWiden:
 		return "widen"
+	case HalfAuto:
+		return "auto"
 	}
 	return "cast"
 }
 
-// DefaultHalfMode is the mode Product uses, HalfCast unless the environment variable
-// SINGLORA_HALF_PRODUCT says "widen" (for measurements; see PERFORMANCE.md).
+// DefaultHalfMode is the mode Product uses: HalfAuto, or what the environment variable
+// SINGLORA_HALF_PRODUCT says (cast, widen or auto; for measurements, see PERFORMANCE.md).
 var DefaultHalfMode = func() HalfMode {
-	if os.Getenv("SINGLORA_HALF_PRODUCT") == "widen" {
+	switch os.Getenv("SINGLORA_HALF_PRODUCT") {
+	case "widen":
 		return HalfWiden
+	case "cast":
+		return HalfCast
 	}
-	return HalfCast
+	return HalfAuto
 }()
 
 // Product contracts the last axis of x [..., k] (float32) with axis wAxis of the 2-D weight w:
@@ -71,6 +96,7 @@ func ProductMode(x, w *Node, wAxis int, mode HalfMode) *Node {
 	}
 	outAxis := 1 - wAxis // w's axis that is the output's last
 	half := w.DType()
+	mode = mode.For(x.Shape().Size() / x.Shape().Dim(-1))
 	switch mode {
 	case HalfCast:
 		return withInputGradient(x,

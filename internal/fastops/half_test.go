@@ -108,3 +108,18 @@ func TestHalfProductMatchesFloat64(t *testing.T) {
 		}
 	}
 }
+
+func TestHalfAutoChoosesByRows(t *testing.T) {
+	for _, tc := range []struct {
+		mode HalfMode
+		rows int
+		want HalfMode
+	}{
+		{HalfAuto, 1, HalfCast}, {HalfAuto, WidenRows - 1, HalfCast}, {HalfAuto, WidenRows, HalfWiden}, {HalfAuto, 4096, HalfWiden},
+		{HalfCast, 4096, HalfCast}, {HalfWiden, 1, HalfWiden},
+	} {
+		if got := tc.mode.For(tc.rows); got != tc.want {
+			t.Errorf("%s.For(%d) = %s, want %s", tc.mode, tc.rows, got, tc.want)
+		}
+	}
+}
