@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gomlx/compute/dtypes"
+
 	"github.com/singlora/singlora/backend"
 	"github.com/singlora/singlora/models/hf/hftest"
 )
@@ -57,6 +59,12 @@ func tinyLlama(t *testing.T, words []string) string {
 // data (the task inferred from the folder) lowers the completion loss with SingLoRA and saves
 // the adapter; validation loss is reported.
 func TestCausalLMFineTune(t *testing.T) {
+	for _, base := range []string{"auto", "f32"} { // the BF16 checkpoint held in bf16, and widened to float32 on load
+		t.Run(base, func(t *testing.T) { causalLMFineTune(t, base) })
+	}
+}
+
+func causalLMFineTune(t *testing.T, base string) {
 	pairs := [][2]string{
 		{"the fox", "jumps over the dog"}, {"a cat", "sleeps on the mat"}, {"the bird", "sings in the tree"},
 		{"a fish", "swims in the sea"}, {"the dog", "barks at the fox"}, {"a cow", "eats the grass"},
@@ -82,6 +90,7 @@ func TestCausalLMFineTune(t *testing.T) {
 	c := Default()
 	c.Model, c.Train, c.Val = modelDir, trainPath, trainPath
 	c.Method, c.LR, c.Steps, c.Batch, c.EvalEvery = "singlora", 1e-2, 60, 8, 30
+	c.BaseDType = base
 	be, err := backend.Get()
 	if err != nil {
 		t.Fatal(err)
@@ -92,6 +101,13 @@ func TestCausalLMFineTune(t *testing.T) {
 		t.Fatal(err)
 	}
 	job.SetQuiet(true)
+	want := dtypes.BFloat16
+	if base == "f32" {
+		want = dtypes.Float32
+	}
+	if got := job.(*CausalJob).Store.GetVariable("/model/layers/0/self_attn/q_proj/weight").Shape().DType; got != want {
+		t.Fatalf("--base-dtype %s: q_proj held as %s, want %s", base, got, want)
+	}
 	s, err := job.Run(context.Background(), false)
 	if err != nil {
 		t.Fatal(err)
@@ -120,5 +136,22 @@ func TestCausalLMFineTune(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(run, AdapterDir, "adapter_model.safetensors")); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestBaseDTypeValidated: --base-dtype accepts auto/bf16/f16/f32 (and their long names), and a
+// 16-bit base is refused for a method that trains the base weights.
+func TestBaseDTypeValidated(t *testing.T) {
+	for _, tc := range []struct{ base, method, want string }{
+		{"bf16", "singlora", ""}, {"float16", "lora", ""}, {"auto", "full", ""}, {"f32", "full", ""},
+		{"int8", "singlora", `base dtype "int8": want one of auto, bf16, f16, f32`},
+		{"bf16", "full", "method full trains the base weights, which must be float32 (use auto or f32)"},
+	} {
+		c := Default()
+		c.Train, c.Method, c.BaseDType = "train.jsonl", tc.method, tc.base
+		err := c.Validate()
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("--base-dtype %s --method %s: error %v, want %q", tc.base, tc.method, err, tc.want)
+		}
 	}
 }
