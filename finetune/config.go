@@ -30,7 +30,7 @@ import (
 type Config struct {
 	Name  string `json:"name,omitempty" yaml:"name"`
 	Model string `json:"model" yaml:"model"` // "use" (the demo encoder) or a Hugging Face folder
-	Task  string `json:"task" yaml:"task"`   // "classify" (text/label) or "causal-lm" (prompt/completion)
+	Task  string `json:"task" yaml:"task"`   // "classify" (text/label), "causal-lm" (prompt/completion), "" (what the model is for)
 
 	Train            string  `json:"train" yaml:"train"`
 	Val              string  `json:"val,omitempty" yaml:"val"`
@@ -92,7 +92,7 @@ func (c *Config) StreamCount() int {
 // of the steps, AdamW lr 1e-3 with 10% warm-up and linear decay, 3 epochs of batch 32.
 func Default() Config {
 	return Config{
-		Model: "use", Task: "classify", ValFraction: 0.1,
+		Model: "use", ValFraction: 0.1,
 		Method: "singlora", Settings: adapterconfig.Settings{R: 8, LoraAlpha: 8, TargetModules: []string{peft.AllLinear}}, Ramp: "1%",
 		LR: 1e-3, HeadLR: 1e-2, WeightDecay: 0.01, Warmup: "10%", Schedule: "linear", ClipNorm: 1.0,
 		Batch: 32, Accum: 1, Epochs: 3, Seed: 1, EarlyMetric: "accuracy",
@@ -203,7 +203,7 @@ func (c *Config) Validate() error {
 		return err
 	}
 	switch c.Task {
-	case "classify", "causal-lm":
+	case "", "classify", "causal-lm": // "": what the model folder is for (models.Arch.TaskIn)
 	default:
 		return fmt.Errorf("task %q: want classify or causal-lm", c.Task)
 	}
@@ -253,7 +253,7 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("--alpha %v with --rank %d: the scale α/r underflows float32", c.LoraAlpha, c.R)
 		}
 	}
-	if ok := earlyMetrics[c.Task][c.EarlyMetric]; !ok && c.EarlyMetric != "" {
+	if ok := earlyMetrics[c.Task][c.EarlyMetric]; !ok && c.EarlyMetric != "" && c.Task != "" { // checked again once the task is known
 		return fmt.Errorf("--early-metric %q: %s runs report %s", c.EarlyMetric, c.Task, strings.Join(slices.Sorted(maps.Keys(earlyMetrics[c.Task])), " or "))
 	}
 	if _, err := resolveSteps(c.Ramp, 100, "ramp"); err != nil {

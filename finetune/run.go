@@ -360,7 +360,7 @@ func New(c Config, dir string, backend compute.Backend, out io.Writer) (Runnable
 	if err != nil {
 		return nil, err
 	}
-	task, err := arch.TaskFor(models.Task(c.Task))
+	task, err := arch.TaskIn(c.Model, models.Task(c.Task))
 	if err != nil {
 		return nil, err
 	}

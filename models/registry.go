@@ -77,6 +77,9 @@ type Arch struct {
 	// CausalLM loads the model in dir into store as a causal language model; nil when the
 	// package has no causal-LM head.
 	CausalLM func(dir string, store *model.Store, opts LoadOptions) (CausalModel, error)
+	// DefaultTask says what the folder dir is for when no task is asked (e.g. a Llama folder:
+	// classify for *ForSequenceClassification, causal-lm otherwise); nil means the first of Tasks.
+	DefaultTask func(dir string) Task
 	// HalfBase marks a model whose graphs accept 16-bit base matrices (LoadOptions.BaseDType
 	// other than f32); the loaders of the others refuse them (CheckBase).
 	HalfBase bool
@@ -175,10 +178,22 @@ func (a *Arch) Supports(t Task) bool { return slices.Contains(a.Tasks(), t) }
 // String is "llama (models/llama)".
 func (a *Arch) String() string { return a.Name + " (" + a.Package + ")" }
 
+// TaskIn returns the task to train the model in dir for when want is asked: for want "" the
+// folder's default (DefaultTask), else TaskFor(want).
+func (a *Arch) TaskIn(dir string, want Task) (Task, error) {
+	if want == "" {
+		if a.DefaultTask != nil {
+			return a.DefaultTask(a.dir(dir)), nil
+		}
+		return a.Tasks()[0], nil
+	}
+	return a.TaskFor(want)
+}
+
 // TaskFor returns the task to train a for when want is asked: want itself if a supports it;
-// CausalLM for a model that only has a causal-LM head when want is Classify (the default task,
-// so that `singlora train --model ./tiny-llama` needs no --task); otherwise an error naming the
-// tasks a supports.
+// CausalLM for a model that only has a causal-LM head when want is Classify (configs written
+// before the task default was the folder's kept "classify" for GPT-2 folders); otherwise an
+// error naming the tasks a supports.
 func (a *Arch) TaskFor(want Task) (Task, error) {
 	switch {
 	case a.Supports(want):

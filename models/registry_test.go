@@ -39,9 +39,9 @@ var known = []struct {
 }{
 	{"bert", "models/bert", []models.Task{models.Classify}},
 	{"roberta", "models/bert", []models.Task{models.Classify}},
-	{"llama", "models/llama", []models.Task{models.CausalLM}},
-	{"mistral", "models/llama", []models.Task{models.CausalLM}},
-	{"qwen2", "models/llama", []models.Task{models.CausalLM}},
+	{"llama", "models/llama", []models.Task{models.Classify, models.CausalLM}},
+	{"mistral", "models/llama", []models.Task{models.Classify, models.CausalLM}},
+	{"qwen2", "models/llama", []models.Task{models.Classify, models.CausalLM}},
 	{"gpt2", "models/gpt2", []models.Task{models.CausalLM}},
 	{"use", "models/use", []models.Task{models.Classify}},
 }
@@ -134,6 +134,7 @@ func TestUnknownModelTypeListsKnown(t *testing.T) {
 func TestTaskFor(t *testing.T) {
 	llama, _ := models.Lookup("llama")
 	bert, _ := models.Lookup("bert")
+	gpt2, _ := models.Lookup("gpt2")
 	for _, tc := range []struct {
 		arch      *models.Arch
 		want, got models.Task
@@ -141,7 +142,8 @@ func TestTaskFor(t *testing.T) {
 	}{
 		{bert, models.Classify, models.Classify, ""},
 		{llama, models.CausalLM, models.CausalLM, ""},
-		{llama, models.Classify, models.CausalLM, ""}, // the default task on a causal LM
+		{llama, models.Classify, models.Classify, ""}, // last-token sequence classification
+		{gpt2, models.Classify, models.CausalLM, ""},  // no classify head: the causal LM (configs that say classify)
 		{bert, models.CausalLM, "", "bert (models/bert) has no causal-lm head: it supports classify"},
 		{bert, "regress", "", `task "regress": want classify or causal-lm`},
 	} {
@@ -153,8 +155,8 @@ func TestTaskFor(t *testing.T) {
 	if _, err := bert.LoadCausalLM("dir", model.NewStore(), models.LoadOptions{}); err == nil || !strings.Contains(err.Error(), "is not a causal LM: it supports classify (causal LMs: gpt2, llama, mistral, qwen2)") {
 		t.Errorf("bert as a causal LM: %v", err)
 	}
-	if _, err := llama.LoadEncoder("dir", model.NewStore(), models.EncoderOptions{}); err == nil || !strings.Contains(err.Error(), "has no classify head: it supports causal-lm") {
-		t.Errorf("llama as an encoder: %v", err)
+	if _, err := gpt2.LoadEncoder("dir", model.NewStore(), models.EncoderOptions{}); err == nil || !strings.Contains(err.Error(), "has no classify head: it supports causal-lm") {
+		t.Errorf("gpt2 as an encoder: %v", err)
 	}
 	use, _ := models.Lookup("use")
 	if _, err := use.LoadTokenizer(""); err == nil || !strings.Contains(err.Error(), "not a tokenizer.json") {
@@ -245,5 +247,40 @@ func TestRegisterRefuses(t *testing.T) {
 	}
 	if _, err := models.Lookup("x"); err == nil {
 		t.Error("a refused registration was kept")
+	}
+}
+
+// TestTaskIn: with no task asked, a folder is trained for what it is: a Llama *ForCausalLM (or a
+// GPT-2) folder as a causal LM, a *ForSequenceClassification folder or a BERT as a classifier;
+// an explicit task wins.
+func TestTaskIn(t *testing.T) {
+	folder := func(cfg string) string {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+	const llamaShape = `"vocab_size": 10, "hidden_size": 8, "intermediate_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2`
+	causal := folder(`{"model_type": "llama", "architectures": ["LlamaForCausalLM"], ` + llamaShape + `}`)
+	classifier := folder(`{"model_type": "qwen2", "architectures": ["Qwen2ForSequenceClassification"], ` + llamaShape + `}`)
+	bertDir := folder(`{"model_type": "bert"}`)
+	gpt2Dir := folder(`{"model_type": "gpt2"}`)
+	for _, tc := range []struct {
+		dir  string
+		want models.Task
+		got  models.Task
+	}{
+		{causal, "", models.CausalLM}, {classifier, "", models.Classify}, {bertDir, "", models.Classify},
+		{gpt2Dir, "", models.CausalLM}, {causal, models.Classify, models.Classify}, {classifier, models.CausalLM, models.CausalLM},
+	} {
+		a, err := models.Resolve(tc.dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := a.TaskIn(tc.dir, tc.want)
+		if err != nil || got != tc.got {
+			t.Errorf("%s (%s) asked %q: task %q, %v; want %q", a, filepath.Base(tc.dir), tc.want, got, err, tc.got)
+		}
 	}
 }

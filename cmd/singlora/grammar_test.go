@@ -370,7 +370,7 @@ func TestInspectJSON(t *testing.T) {
 	}
 
 	m := decode(tinyLlamaDir(t))
-	check("model", m, map[string]any{"kind": "model", "architecture": "llama", "package": "models/llama", "tasks": []any{"causal-lm"},
+	check("model", m, map[string]any{"kind": "model", "architecture": "llama", "package": "models/llama", "tasks": []any{"classify", "causal-lm"},
 		"tokenizer": "tokenizer.json", "vocab_size": 20.0, "max_positions": 2048.0, "max_positions_key": "max_position_embeddings",
 		"eos_token_id": 19.0, "linear_weights": 1920.0, "params": 2288.0})
 	if ls, _ := m["linear_layers"].([]any); len(ls) != 7 {

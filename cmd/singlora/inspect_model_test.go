@@ -15,7 +15,7 @@ func TestInspectModel(t *testing.T) {
 		t.Fatal(err)
 	}
 	// 1 layer, hidden 16, 2 query heads and 1 key/value head of 8, MLP 24: 256+128+128+256+3·384.
-	for _, want := range []string{"architecture: llama (models/llama), model_type llama | mistral | qwen2", "tasks:        causal-lm",
+	for _, want := range []string{"architecture: llama (models/llama), model_type llama | mistral | qwen2", "tasks:        classify, causal-lm",
 		"tokenizer:    tokenizer.json", "vocabulary 20 tokens, at most 2048 positions (max_position_embeddings), eos 19",
 		"model.layers.0.self_attn.k_proj                         16       8 false        128",
 		"7 linear layers with 1920 weights, of 2288 parameters loaded"} {

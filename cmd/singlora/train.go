@@ -53,7 +53,7 @@ func runTrain(args []string) error {
 	var c finetune.Config
 	fs.StringVar(&c.Name, "name", "", "run name (for plots and tables)")
 	fs.StringVar(&c.Model, "model", d.Model, modelUsage())
-	fs.StringVar(&c.Task, "task", d.Task, "task: classify (text/label) or causal-lm (prompt/completion; the default for causal-LM folders)")
+	fs.StringVar(&c.Task, "task", d.Task, "task: classify (text/label) or causal-lm (prompt/completion); default: what the model is for (causal-lm for *ForCausalLM and GPT-2 folders, classify otherwise)")
 	fs.StringVar(&c.PromptColumn, "prompt-column", "", "prompt column (default prompt)")
 	fs.StringVar(&c.CompletionColumn, "completion-column", "", "completion column (default completion)")
 	fs.IntVar(&c.MaxLength, "max-length", 0, "causal LM: tokens per example at most (default 256)")

@@ -17,6 +17,20 @@ func init() {
 		Architectures: Architectures,
 		Tokenizer:     models.TokenizerJSON,
 		HalfBase:      true,
+		DefaultTask: func(dir string) models.Task {
+			if c, err := LoadConfig(dir); err == nil && sequenceClassifier(c) {
+				return models.Classify
+			}
+			return models.CausalLM // an unreadable config is reported by the loader
+		},
+		Encoder: func(dir string, store *model.Store, opts models.EncoderOptions) (models.Encoder, error) {
+			enc, err := LoadEncoder(dir, store, opts.BaseDType, opts.MaxLength)
+			if err != nil {
+				return nil, err
+			}
+			enc.Config.RecomputeBlocks = opts.RecomputeBlocks
+			return enc, nil
+		},
 		CausalLM: func(dir string, store *model.Store, opts models.LoadOptions) (models.CausalModel, error) {
 			c, err := LoadBase(dir, store, opts.BaseDType)
 			if err != nil {
