@@ -189,3 +189,43 @@ func TestHalfBaseTrainsLikeF32(t *testing.T) {
 		t.Errorf("bf16 cast run departs from the f32 run: final loss by %.3g, at worst by %.3g (relative); want ≤ 1%% and ≤ 5%%", end, worstCast)
 	}
 }
+
+// TestHalfBaseGenerates: greedy generation from a BF16 checkpoint held in bf16 (the KV-cached
+// graph: one row per token, so cast mode) produces the tokens of the float64 reference that
+// rounds every product's input to bf16 as cast mode does.
+func TestHalfBaseGenerates(t *testing.T) {
+	m := tinyConfig()
+	dir, ck := writeTiny(t, m, "BF16", 1, 5)
+	store := model.NewStore()
+	c, err := LoadBase(dir, store, hf.BaseAuto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prompt := []int{1, 22, 9, 41}
+	const n = 12
+	gen, err := NewGenerator(be(t), store, c, nil, 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cached, err := gen.Generate(prompt, n, lm.SampleOptions{}, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	round := func(x float64) float64 { return float64(bfloat16.FromFloat64(x).Float32()) }
+	seq := append([]int(nil), prompt...)
+	for i := 0; i < n; i++ {
+		logits := refLogitsRounded(c, ck, seq, nil, round)
+		seq = append(seq, lm.Argmax(toFloat32(logits[(len(seq)-1)*c.VocabSize:])))
+	}
+	if fmt.Sprint(cached) != fmt.Sprint(seq[len(prompt):]) {
+		t.Fatalf("bf16 base generates %v, the rounding reference %v", cached, seq[len(prompt):])
+	}
+}
+
+func toFloat32(x []float64) []float32 {
+	out := make([]float32, len(x))
+	for i, v := range x {
+		out[i] = float32(v)
+	}
+	return out
+}
