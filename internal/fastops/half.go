@@ -29,8 +29,10 @@ const (
 	HalfAuto
 )
 
-// WidenRows is HalfAuto's threshold (measured on Llama-1B/7B projection shapes; PERFORMANCE.md).
-const WidenRows = 64
+// WidenRows is HalfAuto's threshold: on the 2048×8192 projection (BenchmarkHalfProduct) cast
+// wins at 32 rows (40 vs 73 ms for the product and its input gradient), widen at 128 (111 vs
+// 122 ms) and at 512 (208 vs 477 ms; float32 227 ms).
+const WidenRows = 128
 
 // For returns the mode a product of rows rows runs in: m itself, or for HalfAuto widen or cast.
 func (m HalfMode) For(rows int) HalfMode {
