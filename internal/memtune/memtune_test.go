@@ -10,7 +10,7 @@ func TestPercent(t *testing.T) {
 		live uint64
 		want int
 	}{
-		{0, 100}, {100 << 20, 100}, {1 << 30, 100}, {2 << 30, 50}, {4 << 30, 25}, {13 << 30, 10}, {100 << 30, MinPercent},
+		{0, 100}, {100 << 20, 100}, {1 << 30, 100}, {2 << 30, 50}, {4 << 30, 25}, {13 << 30, 7}, {100 << 30, MinPercent},
 	} {
 		if got := Percent(tc.live); got != tc.want {
 			t.Errorf("Percent(%d MiB) = %d, want %d", tc.live>>20, got, tc.want)
