@@ -47,6 +47,14 @@ type Result struct {
 	// SetupSec is the time to build the model and run the warm-up steps (including compilation).
 	SetupSec float64 `json:"setup_s"`
 	Shape    string  `json:"shape,omitempty"`
+	// TokensPerS is the tokens (batch × sequence) one step trains on over the median step time,
+	// for the workloads that know their token count (llama-1b, llama-7b, model).
+	TokensPerS float64 `json:"tokens_per_s,omitempty"`
+	// BaseDType is the dtype the frozen base matrices were held in (bf16, f16, f32) where the
+	// workload loads a checkpoint; LoadSec the seconds its loader took to read it into the store
+	// (part of SetupSec).
+	BaseDType string  `json:"base_dtype,omitempty"`
+	LoadSec   float64 `json:"load_s,omitempty"`
 	// Skipped, when set, says why the workload did not run (the other fields are then empty).
 	Skipped string `json:"skipped,omitempty"`
 	Machine
@@ -126,6 +134,17 @@ type Workload struct {
 	// Describe, if set, gives the shape and nominal GFLOP once Setup has run (when they depend
 	// on the data).
 	Describe func() (shape string, gflop float64)
+	// Prepare, if set, runs before Setup and outside every timing (writing a checkpoint the
+	// workload then loads).
+	Prepare func() error
+	// Annotate, if set, fills the fields only the workload knows once it has run (TokensPerS,
+	// BaseDType, LoadSec).
+	Annotate func(r *Result)
+	// Warmup and Steps, where not 0, are the workload's default numbers of untimed and timed
+	// steps (the bench command's --warmup and --steps override them).
+	Warmup, Steps int
+	// Log, if set, receives progress (each step's time) as the run goes.
+	Log func(format string, args ...any)
 }
 
 // ErrSkip marks a workload that cannot run here (e.g. data not fetched); the message says why.
@@ -139,15 +158,26 @@ func Run(w Workload, steps, warmup int, cpuProfile string) (Result, error) {
 	if steps < 1 {
 		return Result{}, fmt.Errorf("steps must be ≥ 1")
 	}
+	logf := w.Log
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	if w.Prepare != nil {
+		if err := w.Prepare(); err != nil {
+			return Result{}, err
+		}
+	}
 	start := time.Now()
 	step, err := w.Setup()
 	if err != nil {
 		return Result{}, err
 	}
 	for i := 0; i < warmup; i++ {
+		t0 := time.Now()
 		if err := step(); err != nil {
 			return Result{}, fmt.Errorf("%s warm-up step %d: %w", w.Name, i+1, err)
 		}
+		logf("%s: warm-up step %d/%d: %.1f s", w.Name, i+1, warmup, time.Since(t0).Seconds())
 	}
 	setup := time.Since(start).Seconds()
 	if w.Describe != nil {
@@ -172,6 +202,7 @@ func Run(w Workload, steps, warmup int, cpuProfile string) (Result, error) {
 			return Result{}, fmt.Errorf("%s step %d: %w", w.Name, i+1, err)
 		}
 		ms[i] = float64(time.Since(t0).Nanoseconds()) / 1e6
+		logf("%s: step %d/%d: %.1f s", w.Name, i+1, steps, ms[i]/1e3)
 	}
 	r := Result{Workload: w.Name, Method: w.Method, Impl: "go", Steps: steps, Warmup: warmup, GFLOPPerStep: w.GFLOP,
 		SetupSec: setup, Shape: w.Shape, Machine: ThisMachine()}
@@ -179,6 +210,9 @@ func Run(w Workload, steps, warmup int, cpuProfile string) (Result, error) {
 	r.MsMedian, r.MsMin, r.MsMax = Median(ms), slicesMin(ms), slicesMax(ms)
 	if r.MsMedian > 0 {
 		r.GFLOPs = w.GFLOP / (r.MsMedian / 1e3)
+	}
+	if w.Annotate != nil {
+		w.Annotate(&r)
 	}
 	r.PeakRSSMB = PeakRSSMB()
 	return r, nil

@@ -3,12 +3,17 @@ package bench
 import (
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"strings"
+	"time"
 
+	"github.com/gomlx/compute/dtypes"
 	"github.com/gomlx/gomlx/core/tensors"
 	"github.com/gomlx/gomlx/ml/model"
 
 	"github.com/singlora/singlora/classify"
+	"github.com/singlora/singlora/internal/fastops"
+	"github.com/singlora/singlora/internal/memtune"
 	"github.com/singlora/singlora/models"
 	_ "github.com/singlora/singlora/models/all" // the model packages register themselves
 	"github.com/singlora/singlora/models/hf"
@@ -19,9 +24,11 @@ import (
 // a built-in model's name (models.Resolve). The bench command's --model sets it.
 var Model string
 
-// BaseDType is how the "model" preset holds the frozen base matrices (the bench command's
-// --base-dtype; "" is float32, as before half bases existed).
-var BaseDType hf.BaseDType
+// BaseDType is how the "model", "llama-1b" and "llama-7b" presets hold the frozen base matrices
+// (the bench command's --base-dtype). BaseAuto, the default as for "singlora train", keeps a
+// checkpoint's bf16/f16 (a model that cannot hold a 16-bit base gets float32), and makes the
+// llama-1b/7b checkpoints bf16 (CheckpointDType).
+var BaseDType = hf.BaseAuto
 
 // The shape of a "model" step: ModelBatch sequences of ModelSeq tokens (fewer when the model reads
 // fewer).
@@ -48,16 +55,19 @@ func ModelWorkload(method string) (Workload, error) {
 	if err != nil {
 		return Workload{}, err
 	}
-	task, err := arch.TaskFor(models.Classify)
+	task, err := arch.TaskIn(Model, "") // what the folder is for, as singlora train decides with no --task
 	if err != nil {
 		return Workload{}, err
 	}
 	w := Workload{Name: "model/" + string(m), Method: string(m)}
 	var shape string
-	var gflop float64
+	var gflop, loadSec float64
+	var tokens int
 	w.Describe = func() (string, float64) { return shape, gflop }
+	var store *model.Store
+	w.Annotate = func(r *Result) { annotate(r, store, tokens, loadSec) }
 	w.Setup = func() (func() error, error) {
-		store := model.NewStore()
+		store = model.NewStore()
 		cfg := peft.DefaultConfig(m)
 		var specs []peft.LinearSpec
 		var inputs []*tensors.Tensor
@@ -65,33 +75,20 @@ func ModelWorkload(method string) (Workload, error) {
 		batch, seq := ModelBatch, ModelSeq
 		switch task {
 		case models.CausalLM:
-			cm, err := arch.LoadCausalLM(Model, store, models.LoadOptions{BaseDType: BaseDType})
+			run, err := newCausalRun(arch, Model, store, cfg, batch, seq, nil)
 			if err != nil {
 				return nil, err
 			}
-			n, _ := cm.MaxPositions()
-			seq, specs = min(seq, n), cm.Linears()
-			inj, err := peft.Inject(cfg, specs)
-			if err != nil {
-				return nil, err
-			}
-			if err := inj.Attach(store); err != nil {
-				return nil, err
-			}
-			rng := rand.New(rand.NewPCG(42, 9))
-			ids, targets, mask := make([]int32, batch*seq), make([]int32, batch*seq), make([]float32, batch*seq)
-			for i := range ids {
-				ids[i], targets[i], mask[i] = int32(rng.IntN(cm.VocabSize())), int32(rng.IntN(cm.VocabSize())), 1
-			}
-			inputs = []*tensors.Tensor{tensors.FromFlatDataAndDimensions(ids, batch, seq),
-				tensors.FromFlatDataAndDimensions(targets, batch, seq), tensors.FromFlatDataAndDimensions(mask, batch, seq)}
-			loss := cm.Loss(inj, Streams)
-			step = func() (func() error, error) { return stepper(store, loss, inputs) }
+			seq, specs, loadSec = run.seq, run.specs, run.loadSec
+			step = func() (func() error, error) { return run.step, nil }
 		default:
+			t0 := time.Now()
 			enc, err := arch.LoadEncoder(Model, store, models.EncoderOptions{MaxLength: seq, LoadOptions: models.LoadOptions{BaseDType: BaseDType}})
 			if err != nil {
 				return nil, err
 			}
+			loadSec = time.Since(t0).Seconds()
+			memtune.AfterLoad()
 			specs = enc.Linears()
 			cfg.ModulesToSave = []string{classify.HeadScope}
 			inj, err := peft.Inject(cfg, specs)
@@ -127,8 +124,97 @@ func ModelWorkload(method string) (Workload, error) {
 			trainable = fwd
 		}
 		shape = fmt.Sprintf("%s %s %s B=%d L=%d, %d linear layers r=%d", Model, arch, task, batch, seq, len(specs), cfg.Rank)
+		tokens = batch * seq
 		gflop = nominalGFLOP(fwd, trainable)
 		return step()
 	}
 	return w, nil
+}
+
+// causalRun is one causal-LM training step built by newCausalRun.
+type causalRun struct {
+	step    func() error
+	specs   []peft.LinearSpec
+	seq     int     // the sequence length used (clipped to the positions the model reads)
+	loadSec float64 // the wall time of arch.LoadCausalLM
+}
+
+// newCausalRun builds the causal-LM training step the way "singlora train" builds it: the model
+// in dir loaded into store through the registry (arch.LoadCausalLM, base matrices as BaseDType
+// says), cfg's adapters injected on the model's linears and attached, and one AdamW step
+// (train.Stepper) of the model's loss on fixed random token ids and targets [batch, seq] (seeded)
+// with every position in the loss; after loading, memtune sizes the GC for the weights, as train
+// does. logf (nil: quiet) hears when loading starts and ends.
+func newCausalRun(arch *models.Arch, dir string, store *model.Store, cfg peft.Config, batch, seq int, logf func(string, ...any)) (causalRun, error) {
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	logf("loading %s (%s, --base-dtype %s)", dir, arch, BaseDType)
+	t0 := time.Now()
+	cm, err := arch.LoadCausalLM(dir, store, models.LoadOptions{BaseDType: BaseDType})
+	if err != nil {
+		return causalRun{}, err
+	}
+	r := causalRun{loadSec: time.Since(t0).Seconds(), specs: cm.Linears()}
+	memtune.AfterLoad() // as singlora train: the GC's heap allowance sized to the loaded weights
+	logf("loaded in %.1f s; building the step (the first warm-up step compiles it)", r.loadSec)
+	n, _ := cm.MaxPositions()
+	r.seq = min(seq, n)
+	inj, err := peft.Inject(cfg, r.specs)
+	if err != nil {
+		return causalRun{}, err
+	}
+	if err := inj.Attach(store); err != nil {
+		return causalRun{}, err
+	}
+	rng := rand.New(rand.NewPCG(42, 9))
+	nTok := batch * r.seq
+	ids, targets, mask := make([]int32, nTok), make([]int32, nTok), make([]float32, nTok)
+	for i := range ids {
+		ids[i], targets[i], mask[i] = int32(rng.IntN(cm.VocabSize())), int32(rng.IntN(cm.VocabSize())), 1
+	}
+	inputs := []*tensors.Tensor{tensors.FromFlatDataAndDimensions(ids, batch, r.seq),
+		tensors.FromFlatDataAndDimensions(targets, batch, r.seq), tensors.FromFlatDataAndDimensions(mask, batch, r.seq)}
+	r.step, err = stepper(store, cm.Loss(inj, Streams), inputs)
+	return r, err
+}
+
+// annotate fills a checkpoint workload's extra fields: tokens per second at the median step, the
+// load time, and the dtype the store holds its frozen matrices in (heldDType); Backend gains the
+// half-precision product mode and the GC settings from the environment, which change the step's
+// time and memory.
+func annotate(r *Result, store *model.Store, tokens int, loadSec float64) {
+	if r.MsMedian > 0 && tokens > 0 {
+		r.TokensPerS = float64(tokens) / (r.MsMedian / 1e3)
+	}
+	r.LoadSec = loadSec
+	if store != nil {
+		r.BaseDType = heldDType(store)
+	}
+	if r.BaseDType == "bf16" || r.BaseDType == "f16" {
+		r.Backend += " half-product=" + fastops.DefaultHalfMode.String() // SINGLORA_HALF_PRODUCT
+	}
+	for _, v := range []string{"GOGC", "GOMEMLIMIT"} { // memtune leaves the GC alone when either is set
+		if e := os.Getenv(v); e != "" {
+			r.Backend += " " + v + "=" + e
+		}
+	}
+}
+
+// heldDType is the dtype ("bf16", "f16", "f32") of most elements of store's matrices (rank ≥ 2):
+// what the base, which dwarfs the adapters, was held in as loaded.
+func heldDType(store *model.Store) string {
+	count := map[dtypes.DType]int{}
+	for v := range store.IterVariables() {
+		if v.Shape().Rank() >= 2 {
+			count[v.Shape().DType] += v.Shape().Size()
+		}
+	}
+	best := dtypes.Float32
+	for dt, n := range count {
+		if n > count[best] {
+			best = dt
+		}
+	}
+	return map[dtypes.DType]string{dtypes.BFloat16: "bf16", dtypes.Float16: "f16", dtypes.Float32: "f32"}[best]
 }

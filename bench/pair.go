@@ -23,6 +23,13 @@ func Pair(a, b Workload, pairs, warmup int) (PairResult, error) {
 	if pairs < 1 {
 		return PairResult{}, fmt.Errorf("pairs must be ≥ 1")
 	}
+	for _, w := range []Workload{a, b} {
+		if w.Prepare != nil {
+			if err := w.Prepare(); err != nil {
+				return PairResult{}, fmt.Errorf("%s: %w", w.Name, err)
+			}
+		}
+	}
 	stepA, err := a.Setup()
 	if err != nil {
 		return PairResult{}, fmt.Errorf("%s: %w", a.Name, err)

@@ -3,14 +3,20 @@
 
     /usr/bin/python3 bench/torch_bench.py --workload bert-base-4l/singlora --steps 10 --warmup 3
 
-prints one JSON line with the fields of bench.Result. Everything is fp32 on the CPU. SingLoRA is
+prints one JSON line with the fields of bench.Result. Everything is fp32 on the CPU, except the
+frozen base matrices of llama-1b and llama-7b with --base-dtype auto or bf16: those are held in
+bf16 and their products (F.linear) run under torch.autocast("cpu", dtype=torch.bfloat16), oneDNN's
+bf16 kernels with the result taken back to fp32, while the adapters, norms, attention, loss and
+AdamW stay fp32 (as the Go side holds them). SingLoRA is
 evaluated without building ΔW: y = x·W0ᵀ + b + s·u·((x·A[:in])·A[:out]ᵀ) with u = 1 (no ramp, as
 in the Go workloads); LoRA is y = x·W0ᵀ + b + s·(x·Aᵀ)·Bᵀ; "naive" builds W0 + s·A[:out]·A[:in]ᵀ.
 Base weights are frozen (requires_grad=False) except for method "full". One step is forward,
 backward and torch.optim.AdamW (lr 1e-3, weight decay 0.01) over the trainable parameters.
 
 Threads: by default torch.set_num_threads(1) with OMP_NUM_THREADS=OPENBLAS_NUM_THREADS=2 (set
-before torch is imported, unless already in the environment); --threads changes the former.
+before torch is imported, unless already in the environment); with a bf16 base the default is one
+intra-op thread per core instead, since oneDNN's bf16 products run on torch's own threads rather
+than OpenBLAS's; --threads changes it.
 BLAS: Debian's python3-torch links libblas.so.3; install libopenblas0-pthread (the reference BLAS
 is ~15x slower). On CPUs with AVX-512 the script sets OPENBLAS_CORETYPE=SkylakeX unless set:
 OpenBLAS does not recognise these virtual CPUs and otherwise runs its SSE3 "Prescott" kernels.
@@ -52,14 +58,33 @@ import torch.nn.functional as F  # noqa: E402
 LAYER_TOKENS = 1024
 
 
-class Adapted(torch.nn.Module):
-    """A frozen linear layer [out, in] with an optional SingLoRA / LoRA / naive adapter."""
+def frozen_randn(shape, gen, dtype):
+    """N(0, 0.02²) values of shape in dtype, made in fp32 and rounded (one fp32 copy at a time)."""
+    w = torch.randn(*shape, generator=gen)
+    w.mul_(0.02)
+    return w if dtype == torch.float32 else w.to(dtype)
 
-    def __init__(self, d_in, d_out, method, r=8, alpha=8.0, bias=True, gen=None):
+
+def half_linear(x, w, b=None):
+    """x·wᵀ (+ b) for fp32 x: a plain fp32 product for an fp32 w; for a bf16 w, autocast's bf16
+    product (oneDNN), taken back to fp32."""
+    if w.dtype == torch.float32:
+        return F.linear(x, w, b)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = F.linear(x, w, b)
+    return y.float()
+
+
+class Adapted(torch.nn.Module):
+    """A frozen linear layer [out, in] with an optional SingLoRA / LoRA / naive adapter. The frozen
+    weight is held in base_dtype (fp32 or bf16); the adapter is always fp32."""
+
+    def __init__(self, d_in, d_out, method, r=8, alpha=8.0, bias=True, gen=None, base_dtype=torch.float32):
         super().__init__()
         self.method, self.d_in, self.d_out, self.s = method, d_in, d_out, alpha / r
         trainable_base = method == "full"
-        self.weight = torch.nn.Parameter(torch.randn(d_out, d_in, generator=gen) * 0.02, requires_grad=trainable_base)
+        dtype = torch.float32 if trainable_base else base_dtype
+        self.weight = torch.nn.Parameter(frozen_randn((d_out, d_in), gen, dtype), requires_grad=trainable_base)
         self.bias = torch.nn.Parameter(torch.zeros(d_out), requires_grad=trainable_base) if bias else None
         if method in ("singlora", "naive"):
             d = max(d_in, d_out)
@@ -73,7 +98,7 @@ class Adapted(torch.nn.Module):
         if m == "naive":
             w = self.weight + self.s * (self.A[: self.d_out] @ self.A[: self.d_in].t())
             return F.linear(x, w, self.bias)
-        y = F.linear(x, self.weight, self.bias)
+        y = half_linear(x, self.weight, self.bias)
         if m == "singlora":
             y = y + ((x @ self.A[: self.d_in]) * self.s) @ self.A[: self.d_out].t()
         elif m == "lora":
@@ -151,23 +176,38 @@ class RMSNorm(torch.nn.Module):
         return self.w * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps))
 
 
-class Llama(torch.nn.Module):
-    """Llama decoder (RMSNorm, RoPE rotate_half, GQA, SwiGLU, untied head), LM loss on every position."""
+# The Llama shapes of the Go presets (bench/workloads.go LlamaTiny, bench/llamackpt.go Llama1B and
+# Llama7B): batch, sequence, and the decoder's config.
+LLAMAS = {
+    "llama-tiny": dict(batch=4, seq=256, vocab=8192, hidden=512, heads=8, kv_heads=2, ffn=1536, layers=8,
+                       tied=False, rope_theta=10000.0, eps=1e-6),
+    "llama-1b": dict(batch=1, seq=256, vocab=128256, hidden=2048, heads=32, kv_heads=8, ffn=8192, layers=16,
+                     tied=True, rope_theta=500000.0, eps=1e-5),
+    "llama-7b": dict(batch=1, seq=128, vocab=32000, hidden=4096, heads=32, kv_heads=32, ffn=11008, layers=32,
+                     tied=False, rope_theta=10000.0, eps=1e-6),
+}
 
-    def __init__(self, method, vocab=8192, hidden=512, heads=8, kv_heads=2, ffn=1536, layers=8, r=8, alpha=8.0):
+
+class Llama(torch.nn.Module):
+    """Llama decoder (RMSNorm, RoPE rotate_half, GQA, SwiGLU, tied or untied head), LM loss on every
+    position. The frozen matrices (embeddings, projections, LM head) are held in base_dtype."""
+
+    def __init__(self, method, vocab=8192, hidden=512, heads=8, kv_heads=2, ffn=1536, layers=8, r=8, alpha=8.0,
+                 tied=False, rope_theta=10000.0, eps=1e-6, base_dtype=torch.float32):
         super().__init__()
         g = torch.Generator().manual_seed(42)
         full = method == "full"
-        self.heads, self.kv, self.hd = heads, kv_heads, hidden // heads
-        self.embed = torch.nn.Parameter(torch.randn(vocab, hidden, generator=g) * 0.02, requires_grad=full)
-        self.lm_head = torch.nn.Parameter(torch.randn(vocab, hidden, generator=g) * 0.02, requires_grad=full)
-        self.norm = RMSNorm(hidden, 1e-6, full)
-        mk = lambda i, o: Adapted(i, o, linear_for(method, True), r, alpha, bias=False, gen=g)  # noqa: E731
+        dtype = torch.float32 if full else base_dtype
+        self.heads, self.kv, self.hd, self.rope_theta = heads, kv_heads, hidden // heads, rope_theta
+        self.embed = torch.nn.Parameter(frozen_randn((vocab, hidden), g, dtype), requires_grad=full)
+        self.lm_head = None if tied else torch.nn.Parameter(frozen_randn((vocab, hidden), g, dtype), requires_grad=full)
+        self.norm = RMSNorm(hidden, eps, full)
+        mk = lambda i, o: Adapted(i, o, linear_for(method, True), r, alpha, bias=False, gen=g, base_dtype=base_dtype)  # noqa: E731
         kvd = kv_heads * self.hd
         self.layers = torch.nn.ModuleList()
         for _ in range(layers):
             L = torch.nn.Module()
-            L.n1, L.n2 = RMSNorm(hidden, 1e-6, full), RMSNorm(hidden, 1e-6, full)
+            L.n1, L.n2 = RMSNorm(hidden, eps, full), RMSNorm(hidden, eps, full)
             L.q, L.k, L.v, L.o = mk(hidden, hidden), mk(hidden, kvd), mk(hidden, kvd), mk(hidden, hidden)
             L.gate, L.up, L.down = mk(hidden, ffn), mk(hidden, ffn), mk(ffn, hidden)
             self.layers.append(L)
@@ -175,7 +215,7 @@ class Llama(torch.nn.Module):
     def forward(self, ids, targets):
         b, l = ids.shape
         hd = self.hd
-        inv = 1.0 / (10000 ** (torch.arange(0, hd, 2, dtype=torch.float32) / hd))
+        inv = 1.0 / (self.rope_theta ** (torch.arange(0, hd, 2, dtype=torch.float32) / hd))
         freqs = torch.arange(l, dtype=torch.float32)[:, None] * inv[None]
         emb = torch.cat([freqs, freqs], -1)
         cos, sin = emb.cos(), emb.sin()
@@ -186,7 +226,7 @@ class Llama(torch.nn.Module):
 
         causal = torch.full((l, l), -1e30).triu(1)
         grp = self.heads // self.kv
-        x = self.embed[ids]
+        x = self.embed[ids].float()
         for L in self.layers:
             n = L.n1(x)
             q = rope(L.q(n).view(b, l, self.heads, hd).transpose(1, 2))
@@ -198,7 +238,8 @@ class Llama(torch.nn.Module):
             x = x + L.o((p @ v).transpose(1, 2).reshape(b, l, -1))
             n = L.n2(x)
             x = x + L.down(F.silu(L.gate(n)) * L.up(n))
-        logits = self.norm(x) @ self.lm_head.t()
+        head = self.embed if self.lm_head is None else self.lm_head
+        logits = half_linear(self.norm(x), head)
         return F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.view(-1))
 
 
@@ -245,8 +286,9 @@ class UseLite(torch.nn.Module):
         return F.cross_entropy(self.head(e * math.sqrt(512)), labels)
 
 
-def build(workload, demo_seq):
-    """Returns (step_closure, gflop_per_step, shape) for a workload name."""
+def build(workload, demo_seq, base_dtype=torch.float32):
+    """Returns (step_closure, gflop_per_step, shape) for a workload name; base_dtype is the frozen
+    matrices' dtype for llama-1b and llama-7b."""
     preset, _, variant = workload.partition("/")
     g = torch.Generator().manual_seed(1)
     if preset == "layer":
@@ -277,15 +319,19 @@ def build(workload, demo_seq):
         lin = 2 * b * l * (4 * h * h + 2 * h * f) * layers
         fwd = lin + 4 * b * l * l * h * layers
         shape = f"B={b} L={l} hidden={h} heads=12 ffn={f} layers={layers} vocab=30522 r=8"
-    elif preset == "llama-tiny":
-        m = Llama(method)
-        b, l, h, f, layers, vocab, kv = 4, 256, 512, 1536, 8, 8192, 2 * 64
+    elif preset in LLAMAS:
+        c = dict(LLAMAS[preset])
+        b, l = c.pop("batch"), c.pop("seq")
+        m = Llama(method, base_dtype=base_dtype if preset != "llama-tiny" else torch.float32, **c)
+        h, f, layers, vocab, kv = c["hidden"], c["ffn"], c["layers"], c["vocab"], c["kv_heads"] * (c["hidden"] // c["heads"])
         ids = torch.randint(0, vocab, (b, l), generator=g)
         targets = torch.randint(0, vocab, (b, l), generator=g)
         inputs = (ids, targets)
         lin = 2 * b * l * (2 * h * h + 2 * h * kv + 3 * h * f) * layers + 2 * b * l * h * vocab
         fwd = lin + 4 * b * l * l * h * layers
-        shape = f"B={b} L={l} hidden={h} heads=8/2 ffn={f} layers={layers} vocab={vocab} r=8"
+        shape = f"B={b} L={l} hidden={h} heads={c['heads']}/{c['kv_heads']} ffn={f} layers={layers} vocab={vocab} r=8"
+        if c["tied"]:
+            shape += " tied"
     elif preset == "demo":
         if not demo_seq:
             raise SystemExit("demo workloads need --demo-seq (the padded length of the Go run)")
@@ -329,33 +375,20 @@ def blas_library():
     return ", ".join(os.path.realpath(v) for v in sorted(libs)) or "none mapped"
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--workload", required=True)
-    ap.add_argument("--steps", type=int, default=10)
-    ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
-    ap.add_argument("--demo-seq", type=int, default=0)
-    a = ap.parse_args()
-    torch.set_num_threads(a.threads)
-    t0 = time.perf_counter()
-    step, gflop, shape = build(a.workload, a.demo_seq)
-    for _ in range(a.warmup):
-        step()
-    setup = time.perf_counter() - t0
-    ms = []
-    ru0 = resource.getrusage(resource.RUSAGE_SELF)
-    for _ in range(a.steps):
-        t = time.perf_counter()
-        step()
-        ms.append((time.perf_counter() - t) * 1e3)
-    ru1 = resource.getrusage(resource.RUSAGE_SELF)
-    cpu_ms = (ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime) * 1e3 / a.steps
-    med = statistics.median(ms)
-    blas = blas_library()
-    if "openblas" not in blas.lower() and "mkl" not in blas.lower():
-        print(f"warning: PyTorch is using {blas}, not OpenBLAS: install libopenblas0-pthread "
-              "(Debian's reference libblas.so.3 is ~15x slower)", file=sys.stderr)
+BIG = ("llama-1b", "llama-7b")  # the presets whose frozen base --base-dtype sets
+
+
+def base_dtype_for(preset, base):
+    """The frozen matrices' dtype for preset under --base-dtype base, as the Go side holds them
+    (auto and bf16: bf16; f32: fp32), or a reason the comparison cannot run."""
+    if preset not in BIG or base == "f32":
+        return torch.float32, None
+    if base in ("auto", "bf16"):
+        return torch.bfloat16, None
+    return None, f"--base-dtype {base}: PyTorch {torch.__version__} has no float16 autocast or matmul on the CPU"
+
+
+def machine_fields(threads):
     cpu = "unknown"
     try:
         with open("/proc/cpuinfo") as f:
@@ -365,19 +398,74 @@ def main():
                     break
     except OSError:
         pass
+    blas = blas_library()
+    return {
+        "cpu": cpu, "cores": os.cpu_count(), "runtime": f"torch {torch.__version__} python {platform.python_version()}",
+        "backend": f"set_num_threads({threads}) OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')} "
+                   f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')} "
+                   f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')} blas={blas}",
+        "loadavg_1m": open("/proc/loadavg").read().split()[0] if os.path.exists("/proc/loadavg") else "",
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--workload", required=True)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch.set_num_threads (default 1; one per core with a bf16 base)")
+    ap.add_argument("--demo-seq", type=int, default=0)
+    ap.add_argument("--base-dtype", default="auto", choices=["auto", "bf16", "f16", "f32"],
+                    help="llama-1b, llama-7b: the frozen matrices' dtype (auto = bf16, as the Go presets)")
+    a = ap.parse_args()
     preset, _, variant = a.workload.partition("/")
     method = variant.rsplit("/", 1)[-1]
-    print(json.dumps({
+    base, why = base_dtype_for(preset, a.base_dtype)
+    threads = a.threads or (os.cpu_count() if base == torch.bfloat16 else 1)
+    torch.set_num_threads(threads)
+    if why:
+        print(json.dumps({"workload": a.workload, "method": method, "impl": "torch", "skipped": why, **machine_fields(threads)}))
+        return
+    big = preset in BIG
+    log = (lambda msg: print(f"{a.workload} (torch): {msg}", file=sys.stderr, flush=True)) if big else (lambda msg: None)
+    t0 = time.perf_counter()
+    log(f"building the random model ({'bf16' if base == torch.bfloat16 else 'fp32'} base)")
+    step, gflop, shape = build(a.workload, a.demo_seq, base)
+    load = time.perf_counter() - t0
+    log(f"built in {load:.1f} s")
+    for i in range(a.warmup):
+        t = time.perf_counter()
+        step()
+        log(f"warm-up step {i + 1}/{a.warmup}: {time.perf_counter() - t:.1f} s")
+    setup = time.perf_counter() - t0
+    ms = []
+    ru0 = resource.getrusage(resource.RUSAGE_SELF)
+    for i in range(a.steps):
+        t = time.perf_counter()
+        step()
+        ms.append((time.perf_counter() - t) * 1e3)
+        log(f"step {i + 1}/{a.steps}: {ms[-1] / 1e3:.1f} s")
+    ru1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu_ms = (ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime) * 1e3 / a.steps
+    med = statistics.median(ms)
+    mf = machine_fields(threads)
+    blas = mf["backend"].rsplit("blas=", 1)[-1]
+    if "openblas" not in blas.lower() and "mkl" not in blas.lower():
+        print(f"warning: PyTorch is using {blas}, not OpenBLAS: install libopenblas0-pthread "
+              "(Debian's reference libblas.so.3 is ~15x slower)", file=sys.stderr)
+    out = {
         "workload": a.workload, "method": "singlora" if method == "naive" else method, "impl": "torch",
         "ms_per_step_median": med, "ms_per_step_min": min(ms), "ms_per_step_max": max(ms),
         "cpu_ms_per_step": cpu_ms, "steps": a.steps, "warmup": a.warmup, "gflops": gflop / (med / 1e3), "gflop_per_step": gflop,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "setup_s": setup, "shape": shape,
-        "cpu": cpu, "cores": os.cpu_count(), "runtime": f"torch {torch.__version__} python {platform.python_version()}",
-        "backend": f"set_num_threads({a.threads}) OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')} "
-                   f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')} "
-                   f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')} blas={blas}",
-        "loadavg_1m": open("/proc/loadavg").read().split()[0] if os.path.exists("/proc/loadavg") else "",
-    }))
+    }
+    if big:  # as the Go checkpoint presets; load_s here is building the random weights in memory
+        c = LLAMAS[preset]
+        out.update(tokens_per_s=c["batch"] * c["seq"] / (med / 1e3), base_dtype="bf16" if base == torch.bfloat16 else "f32",
+                   load_s=load)
+    out.update(mf)
+    print(json.dumps(out))
     sys.stdout.flush()
 
 

@@ -21,9 +21,14 @@ import (
 	"github.com/singlora/singlora/train"
 )
 
-// Presets lists the preset names, in the order "singlora bench --preset all" runs them. The
-// "model" preset (a step of the checkpoint Model) is not among them: it needs --model.
-var Presets = []string{"layer", "bert-base-4l", "llama-tiny", "demo"}
+// Presets lists the preset names, in the order "singlora bench --preset all" runs them (all but
+// the Heavy ones). The "model" preset (a step of the checkpoint Model) is not among them: it needs
+// --model.
+var Presets = []string{"layer", "bert-base-4l", "llama-tiny", "demo", "llama-1b", "llama-7b"}
+
+// Heavy marks the presets "--preset all" leaves out: each writes a multi-GB checkpoint and needs
+// several GB of memory (llama-7b over 14 GB in bf16), so they run only when named.
+var Heavy = map[string]bool{"llama-1b": true, "llama-7b": true}
 
 // Streams is how many independent chains the bert-base-4l and demo steps split their batch into
 // (fastops.Streams; the same math, overlapped better by the pure-Go backend). The bench command's
@@ -31,13 +36,16 @@ var Presets = []string{"layer", "bert-base-4l", "llama-tiny", "demo"}
 var Streams = 2
 
 // DefaultMethods are the methods a preset runs when none is asked for: SingLoRA and LoRA (the
-// SingLoRA/LoRA step ratio is a target), plus the naive ΔW SingLoRA for the layer preset.
+// SingLoRA/LoRA step ratio is a target), plus the naive ΔW SingLoRA for the layer preset; SingLoRA
+// alone for the checkpoint presets, whose steps take minutes (--method singlora,lora adds LoRA).
 var DefaultMethods = map[string][]string{
 	"layer":        {"singlora", "lora", "naive"},
 	"bert-base-4l": {"singlora", "lora"},
 	"llama-tiny":   {"singlora", "lora"},
 	"demo":         {"singlora", "lora"},
 	"model":        {"singlora", "lora"},
+	"llama-1b":     {"singlora"},
+	"llama-7b":     {"singlora"},
 }
 
 // LayerSizes are the layer preset's (in, out, r) at N = LayerTokens rows.
@@ -79,6 +87,12 @@ func Workloads(preset string, methods []string) ([]Workload, error) {
 			out = append(out, w)
 		case "demo":
 			w, err := DemoWorkload(m)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, w)
+		case "llama-1b", "llama-7b":
+			w, err := LlamaCheckpointWorkload(LlamaPresets[preset], m)
 			if err != nil {
 				return nil, err
 			}
@@ -361,17 +375,7 @@ func LlamaWorkload(s LlamaShape, method string) (Workload, error) {
 		return Workload{}, err
 	}
 	hd := s.Hidden / s.Heads
-	n := float64(s.Batch * s.Seq)
-	h, f, kv := float64(s.Hidden), float64(s.FFN), float64(s.KVHeads*hd)
-	linear := 2 * n * (2*h*h + 2*h*kv + 3*h*f) * float64(s.Layers)
-	head := 2 * n * h * float64(s.Vocab)
-	attn := 4 * float64(s.Batch) * float64(s.Seq*s.Seq) * h * float64(s.Layers)
-	trainable := 0.0
-	if peft.TrainsBase(m) {
-		trainable = linear + head
-	}
-	w := Workload{Name: s.Name + "/" + string(m), Method: string(m), GFLOP: nominalGFLOP(linear+head+attn, trainable),
-		Shape: fmt.Sprintf("B=%d L=%d hidden=%d heads=%d/%d ffn=%d layers=%d vocab=%d r=%d", s.Batch, s.Seq, s.Hidden, s.Heads, s.KVHeads, s.FFN, s.Layers, s.Vocab, s.Rank)}
+	w := Workload{Name: s.Name + "/" + string(m), Method: string(m), GFLOP: s.gflop(m), Shape: s.shape()}
 	w.Setup = func() (func() error, error) {
 		c := &llama.Config{ModelType: "llama", Architecture: "LlamaForCausalLM", VocabSize: s.Vocab, Hidden: s.Hidden, Intermediate: s.FFN,
 			Layers: s.Layers, Heads: s.Heads, KVHeads: s.KVHeads, HeadDim: hd, MaxPositions: 2048, RMSNormEps: 1e-6, RopeTheta: 10000,

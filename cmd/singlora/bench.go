@@ -13,36 +13,67 @@ import (
 	"text/tabwriter"
 
 	"github.com/singlora/singlora/bench"
+	"github.com/singlora/singlora/models/hf"
 )
 
 func init() {
 	register(&command{
 		Name:    "bench",
-		Summary: "benchmark training steps (layer, bert-base-4l, llama-tiny, demo), optionally against PyTorch",
+		Summary: "benchmark training steps (layer, bert-base-4l, llama-tiny, demo, llama-1b, llama-7b), optionally against PyTorch",
 		Usage: `singlora bench --preset bert-base-4l
 singlora bench --preset layer --json
 singlora bench --preset bert-base-4l --method singlora --compare-torch --reps 3
-singlora bench --model ./tiny-llama --method singlora,lora`,
+singlora bench --model ./tiny-llama --method singlora,lora
+singlora bench --preset llama-1b --base-dtype bf16 --json --steps 1 --warmup 1`,
 		Run: runBench,
 	})
 }
 
 type benchFlags struct {
 	preset, workload, only, cpuProfile, python, torchScript, pair, model string
+	baseDType                                                            string
 	methods                                                              *listFlag
 	steps, warmup, reps, streams                                         int
 	jsonOut, inproc, compare                                             bool
+	stepsSet, warmupSet                                                  bool // given on the command line
+}
+
+// stepsFor returns the timed and untimed steps for w: --steps and --warmup where given, else the
+// workload's own defaults (llama-1b and llama-7b take few), else the flags' defaults.
+func (f benchFlags) stepsFor(w bench.Workload) (steps, warmup int) {
+	steps, warmup = f.steps, f.warmup
+	if !f.stepsSet && w.Steps > 0 {
+		steps = w.Steps
+	}
+	if !f.warmupSet && w.Warmup > 0 {
+		warmup = w.Warmup
+	}
+	return steps, warmup
+}
+
+// goArgs are the arguments of "singlora bench" running workload w alone with f's settings.
+func (f benchFlags) goArgs(w bench.Workload) []string {
+	steps, warmup := f.stepsFor(w)
+	args := []string{"bench", "--workload", w.Name, "--steps", strconv.Itoa(steps), "--warmup", strconv.Itoa(warmup),
+		"--streams", strconv.Itoa(f.streams), "--base-dtype", f.baseDType}
+	if f.model != "" {
+		args = append(args, "--model", f.model)
+	}
+	return args
 }
 
 func runBench(args []string) error {
 	fs := newFlags("bench")
 	f := benchFlags{methods: newListFlag()}
-	fs.StringVar(&f.preset, "preset", "bert-base-4l", "workload preset: "+strings.Join(bench.Presets, ", ")+", or all")
+	fs.StringVar(&f.preset, "preset", "bert-base-4l", "workload preset: "+strings.Join(bench.Presets, ", ")+", or all (all but llama-1b and llama-7b);\n"+
+		"llama-1b and llama-7b write a random Hugging Face checkpoint once into <--cache>/bench and load it")
 	fs.Var(f.methods, "method", "the `methods`, comma-separated or repeated (singlora, lora, full, ...; naive for the layer preset); default: the preset's")
 	alias(fs, "methods", "method")
 	cache := cacheFlag(fs)
-	fs.IntVar(&f.steps, "steps", 10, "timed steps per workload (the median is reported)")
-	fs.IntVar(&f.warmup, "warmup", 3, "untimed steps before timing (the first compiles the graph)")
+	fs.IntVar(&f.steps, "steps", 10, "timed steps per workload (the median is reported); llama-1b and llama-7b default to 3 and 2")
+	fs.IntVar(&f.warmup, "warmup", 3, "untimed steps before timing (the first compiles the graph); llama-1b and llama-7b default to 1")
+	fs.StringVar(&f.baseDType, "base-dtype", "auto", "how presets model, llama-1b and llama-7b hold the frozen base matrices: auto (the checkpoint's bf16/f16,\n"+
+		"else f32), bf16, f16 or f32; llama-1b/7b write their random checkpoint in that dtype (bf16 for auto)")
 	fs.StringVar(&f.pair, "pair", "", "compare two workloads in this process, step against step (\"bert-base-4l/lora,bert-base-4l/singlora\"): prints B/A per pair and the median; --steps pairs")
 	fs.IntVar(&f.streams, "streams", bench.Streams, "bert-base-4l and demo: split the batch into this many independent chains (1: a single chain; same math)")
 	fs.StringVar(&f.model, "model", "", "benchmark a training step of this model (a folder of a registered architecture, or a built-in name such as use): preset model")
@@ -69,6 +100,12 @@ func runBench(args []string) error {
 		return fmt.Errorf("--streams must be ≥ 1, got %d", f.streams)
 	}
 	bench.Streams = f.streams
+	base, err := hf.ParseBaseDType(f.baseDType)
+	if err != nil {
+		return fmt.Errorf("--base-dtype: %w", err)
+	}
+	bench.BaseDType, f.baseDType = base, string(base)
+	f.stepsSet, f.warmupSet = isSet(fs, "steps"), isSet(fs, "warmup")
 	if f.model != "" {
 		if isSet(fs, "preset") && f.preset != "model" {
 			return fmt.Errorf("--model benchmarks preset model, not --preset %s", f.preset)
@@ -98,7 +135,12 @@ func runBench(args []string) error {
 	}
 	presets := []string{f.preset}
 	if f.preset == "all" {
-		presets = bench.Presets
+		presets = nil
+		for _, p := range bench.Presets {
+			if !bench.Heavy[p] { // multi-GB checkpoints: only when named
+				presets = append(presets, p)
+			}
+		}
 	}
 	var ws []bench.Workload
 	for _, p := range presets {
@@ -122,7 +164,7 @@ func runBench(args []string) error {
 		if f.inproc {
 			r, err = runOne(w, f)
 		} else {
-			r, err = runChild(w.Name, f)
+			r, err = runChild(w, f)
 		}
 		if err != nil {
 			return err
@@ -133,6 +175,9 @@ func runBench(args []string) error {
 			fmt.Fprintf(os.Stderr, "%s: %s\n", r.Workload, r.Skipped)
 		} else {
 			fmt.Fprintf(os.Stderr, "%s: %.1f ms/step\n", r.Workload, r.MsMedian)
+			if r.TokensPerS > 0 {
+				fmt.Fprintf(os.Stderr, "%s: %.1f tokens/s, base %s, checkpoint loaded in %.1f s\n", r.Workload, r.TokensPerS, r.BaseDType, r.LoadSec)
+			}
 		}
 		results = append(results, r)
 	}
@@ -144,7 +189,8 @@ func runBench(args []string) error {
 
 // runOne runs a workload in this process; a skipped workload becomes a Result with Skipped set.
 func runOne(w bench.Workload, f benchFlags) (bench.Result, error) {
-	r, err := bench.Run(w, f.steps, f.warmup, f.cpuProfile)
+	steps, warmup := f.stepsFor(w)
+	r, err := bench.Run(w, steps, warmup, f.cpuProfile)
 	var skip bench.ErrSkip
 	if errors.As(err, &skip) {
 		return bench.Result{Workload: w.Name, Method: w.Method, Impl: "go", Skipped: skip.Reason, Machine: bench.ThisMachine()}, nil
@@ -153,16 +199,12 @@ func runOne(w bench.Workload, f benchFlags) (bench.Result, error) {
 }
 
 // runChild runs one workload in a fresh process of this binary and parses its JSON line.
-func runChild(name string, f benchFlags) (bench.Result, error) {
+func runChild(w bench.Workload, f benchFlags) (bench.Result, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return bench.Result{}, err
 	}
-	args := []string{"bench", "--workload", name, "--steps", strconv.Itoa(f.steps), "--warmup", strconv.Itoa(f.warmup), "--streams", strconv.Itoa(f.streams)}
-	if f.model != "" {
-		args = append(args, "--model", f.model)
-	}
-	return runJSON(exe, args, nil)
+	return runJSON(exe, f.goArgs(w), nil)
 }
 
 // runJSON runs a command whose stdout's last non-empty line is a Result in JSON.
@@ -262,14 +304,15 @@ func compareTorch(ws []bench.Workload, f benchFlags) error {
 			var g, t bench.Result
 			runGo := func() error {
 				var err error
-				g, err = runJSON(exe, []string{"bench", "--workload", w.Name, "--steps", strconv.Itoa(f.steps), "--warmup", strconv.Itoa(f.warmup), "--streams", strconv.Itoa(f.streams)}, nil)
+				g, err = runJSON(exe, f.goArgs(w), nil)
 				if n := demoSeqOf(g.Shape); n > 0 {
 					demoSeq = n
 				}
 				return err
 			}
 			runTorch := func() error {
-				args := []string{f.torchScript, "--workload", w.Name, "--steps", strconv.Itoa(f.steps), "--warmup", strconv.Itoa(f.warmup)}
+				steps, warmup := f.stepsFor(w)
+				args := []string{f.torchScript, "--workload", w.Name, "--steps", strconv.Itoa(steps), "--warmup", strconv.Itoa(warmup), "--base-dtype", f.baseDType}
 				if strings.HasPrefix(w.Name, "demo/") && demoSeq > 0 {
 					args = append(args, "--demo-seq", strconv.Itoa(demoSeq))
 				}
