@@ -22,10 +22,11 @@ const (
 	// just before the input-gradient product of the backward), so the product is the float32
 	// kernel's, exact in the activations; one layer's float32 copy is live at a time.
 	HalfWiden
-	// HalfAuto chooses per product by its row count N (the activations' leading axes): widen when
-	// N ≥ WidenRows, where the conversion's cost (∝ in·out) is small beside the product's
-	// (∝ N·in·out) and the float32 kernel is about twice the half one; cast below, e.g. for
-	// generation's one token at a time.
+	// HalfAuto chooses per product by its row count N (the activations' leading axes) and the
+	// weight's size: widen when N ≥ WidenRows, where the conversion's cost (∝ in·out) is small
+	// beside the product's (∝ N·in·out) and the float32 kernel is about twice the half one, and
+	// the weight has at most WidenMaxElements entries; cast otherwise (generation's one token at
+	// a time, a large vocabulary's LM head).
 	HalfAuto
 )
 
@@ -34,12 +35,19 @@ const (
 // 122 ms) and at 512 (208 vs 477 ms; float32 227 ms).
 const WidenRows = 128
 
-// For returns the mode a product of rows rows runs in: m itself, or for HalfAuto widen or cast.
-func (m HalfMode) For(rows int) HalfMode {
+// WidenMaxElements bounds the weights HalfAuto widens: a larger one (an LM head or a tied
+// embedding of a large vocabulary: Llama-3.2-1B's 128256×2048 would be a 1.05 GB float32 copy,
+// made twice a step) is cast instead, so the float32 copies live at any time stay small beside
+// the base (at most 256 MiB each: LLaMA-7B's 11008×4096 MLP projections are 180 MB).
+const WidenMaxElements = 64 << 20
+
+// For returns the mode a product of rows rows with a weight of elements entries runs in: m
+// itself, or for HalfAuto widen (rows ≥ WidenRows and elements ≤ WidenMaxElements) or cast.
+func (m HalfMode) For(rows, elements int) HalfMode {
 	if m != HalfAuto {
 		return m
 	}
-	if rows >= WidenRows {
+	if rows >= WidenRows && elements <= WidenMaxElements {
 		return HalfWiden
 	}
 	return HalfCast
@@ -98,7 +106,7 @@ func ProductMode(x, w *Node, wAxis int, mode HalfMode) *Node {
 	}
 	outAxis := 1 - wAxis // w's axis that is the output's last
 	half := w.DType()
-	mode = mode.For(x.Shape().Size() / x.Shape().Dim(-1))
+	mode = mode.For(x.Shape().Size()/x.Shape().Dim(-1), w.Shape().Size())
 	switch mode {
 	case HalfCast:
 		return withInputGradient(x,

@@ -110,16 +110,18 @@ func TestHalfProductMatchesFloat64(t *testing.T) {
 }
 
 func TestHalfAutoChoosesByRows(t *testing.T) {
+	const mlp, head = 11008 * 4096, 128256 * 2048 // LLaMA-7B's MLP projection, Llama-3.2-1B's tied head
 	for _, tc := range []struct {
-		mode HalfMode
-		rows int
-		want HalfMode
+		mode           HalfMode
+		rows, elements int
+		want           HalfMode
 	}{
-		{HalfAuto, 1, HalfCast}, {HalfAuto, WidenRows - 1, HalfCast}, {HalfAuto, WidenRows, HalfWiden}, {HalfAuto, 4096, HalfWiden},
-		{HalfCast, 4096, HalfCast}, {HalfWiden, 1, HalfWiden},
+		{HalfAuto, 1, mlp, HalfCast}, {HalfAuto, WidenRows - 1, mlp, HalfCast}, {HalfAuto, WidenRows, mlp, HalfWiden},
+		{HalfAuto, 4096, mlp, HalfWiden}, {HalfAuto, 4096, head, HalfCast}, {HalfAuto, 4096, WidenMaxElements, HalfWiden},
+		{HalfCast, 4096, mlp, HalfCast}, {HalfWiden, 1, head, HalfWiden},
 	} {
-		if got := tc.mode.For(tc.rows); got != tc.want {
-			t.Errorf("%s.For(%d) = %s, want %s", tc.mode, tc.rows, got, tc.want)
+		if got := tc.mode.For(tc.rows, tc.elements); got != tc.want {
+			t.Errorf("%s.For(%d rows, %d entries) = %s, want %s", tc.mode, tc.rows, tc.elements, got, tc.want)
 		}
 	}
 }
