@@ -9,9 +9,11 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"slices"
 
 	"github.com/gomlx/compute"
 	"github.com/gomlx/compute/dtypes"
+	"github.com/gomlx/compute/shapes"
 	. "github.com/gomlx/gomlx/core/graph" //nolint:revive
 	"github.com/gomlx/gomlx/core/tensors"
 	"github.com/gomlx/gomlx/ml/model"
@@ -190,57 +192,132 @@ func (t *Task) padTo() int {
 	return 16
 }
 
-// Predictor classifies with the store's current weights (built once; rebuild after training).
+// Predictor classifies with the store's weights (create it after training; see NewPredictor).
+//
+// On the pure-Go backend an inference graph embeds every variable's value as a constant and
+// keeps packed copies of the weight matrices beside them: about 70 MB per compiled graph for
+// USE-Lite, and one graph per padded batch shape. A Predictor therefore holds at most one
+// compiled graph: LogProbs computes the batches of one shape together and releases that graph
+// before it compiles the next, so scoring a split costs one graph's memory, not one per shape.
+// A Predictor is not safe for concurrent use.
 type Predictor struct {
-	task *Task
-	exec *model.Exec
+	task    *Task
+	backend compute.Backend
+	exec    *model.Exec  // compiles the graph of shape; nil when none is held
+	shape   shapes.Shape // the ids shape exec's graph was compiled for
+	builds  int          // graphs compiled so far (what the tests count)
 	// BatchSize is the number of sentences per call (default 64).
 	BatchSize int
 }
 
-// NewPredictor compiles inference for the current weights.
+// NewPredictor returns a Predictor for the store's current weights. Each graph embeds the
+// weights it was compiled with, so create it after the variables reach their final values
+// (and a new one after they change).
 func (t *Task) NewPredictor(backend compute.Backend) (*Predictor, error) {
-	exec, err := train.NewInference(backend, t.Store, func(scope *model.Scope, ids, mask *Node) *Node {
-		return ConvertDType(LogSoftmax(t.Logits(scope, ids, mask), -1), dtypes.Float32)
-	})
-	if err != nil {
-		return nil, err
+	if backend == nil {
+		return nil, fmt.Errorf("classify: NewPredictor needs a backend")
 	}
-	return &Predictor{task: t, exec: exec, BatchSize: 64}, nil
+	return &Predictor{task: t, backend: backend, BatchSize: 64}, nil
 }
 
-// LogProbs returns log-probabilities [n][NumClasses] for tokenised rows. Logits of another shape
-// than [rows, NumClasses] (a head that disagrees with the label set) are an error.
+// Close releases the compiled graph the Predictor holds. The Predictor stays usable: a later
+// call compiles again.
+func (p *Predictor) Close() {
+	if p.exec != nil {
+		p.exec.Finalize()
+		p.exec = nil
+	}
+}
+
+// execFor returns an executor holding (at most) the graph for ids of shape s, releasing the
+// graph of another shape first.
+func (p *Predictor) execFor(s shapes.Shape) (*model.Exec, error) {
+	if p.exec != nil && p.shape.Equal(s) {
+		return p.exec, nil
+	}
+	p.Close()
+	exec, err := train.NewInference(p.backend, p.task.Store, func(scope *model.Scope, ids, mask *Node) *Node {
+		p.builds++
+		return ConvertDType(LogSoftmax(p.task.Logits(scope, ids, mask), -1), dtypes.Float32)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("classify: building inference for shape %s: %w", s, err)
+	}
+	// One graph per executor: compiling a second shape on it is an error, not a silent copy of
+	// the weights.
+	p.exec, p.shape = exec.SetMaxCache(1), s
+	return exec, nil
+}
+
+// chunk is one BatchSize slice of LogProbs' rows and the shape PadBatch gives its ids.
+type chunk struct {
+	start, n int
+	shape    shapes.Shape
+}
+
+// LogProbs returns log-probabilities [n][NumClasses] for tokenised rows, in the rows' order.
+// The rows are cut into BatchSize chunks as they come; the chunks of one padded shape are
+// computed together (the shape of the graph the Predictor holds first, then in order of first
+// appearance), so each shape's graph is compiled once per call and released before the next.
+// Logits of another shape than [rows, NumClasses] (a head that disagrees with the label set)
+// are an error.
 func (p *Predictor) LogProbs(rows [][]int) ([][]float32, error) {
-	bs := max(p.BatchSize, 1)
-	out := make([][]float32, 0, len(rows))
-	c := p.task.NumClasses
-	if c < 1 {
+	if c := p.task.NumClasses; c < 1 {
 		return nil, fmt.Errorf("classify: the task has NumClasses %d, want ≥ 1", c)
 	}
+	bs := max(p.BatchSize, 1)
+	var groups [][]chunk // chunks by ids shape
 	for start := 0; start < len(rows); start += bs {
-		chunk := rows[start:min(start+bs, len(rows))]
-		ids, mask := p.task.Enc.PadBatch(chunk, p.task.padTo())
-		res, err := p.exec.Call(ids, mask)
+		n := min(bs, len(rows)-start)
+		ids, _ := p.task.Enc.PadBatch(rows[start:start+n], p.task.padTo()) // padded again in run: only the shape is kept
+		ch := chunk{start: start, n: n, shape: ids.Shape()}
+		i := slices.IndexFunc(groups, func(g []chunk) bool { return g[0].shape.Equal(ch.shape) })
+		switch {
+		case i < 0 && p.exec != nil && p.shape.Equal(ch.shape):
+			groups, i = slices.Insert(groups, 0, []chunk(nil)), 0
+		case i < 0:
+			groups, i = append(groups, nil), len(groups)
+		}
+		groups[i] = append(groups[i], ch)
+	}
+	out := make([][]float32, len(rows))
+	for _, g := range groups {
+		exec, err := p.execFor(g[0].shape)
 		if err != nil {
-			return nil, fmt.Errorf("classifying batch at %d: %w", start, err)
+			return nil, err
 		}
-		if len(res) == 0 {
-			return nil, fmt.Errorf("classifying batch at %d: the model returned no logits", start)
-		}
-		if dims := res[0].Shape().Dimensions; len(dims) != 2 || dims[0] != len(chunk) || dims[1] != c {
-			return nil, fmt.Errorf("classifying batch at %d: the head gives logits of shape %v for %d texts, but the task has NumClasses %d (%d labels): the head weights and the label set disagree",
-				start, dims, len(chunk), c, len(p.task.Labels))
-		}
-		flat, err := tensors.CopyFlatData[float32](res[0])
-		if err != nil {
-			return nil, fmt.Errorf("classifying batch at %d: %w", start, err)
-		}
-		for i := range chunk {
-			out = append(out, flat[i*c:(i+1)*c:(i+1)*c])
+		for _, ch := range g {
+			if err := p.run(exec, rows, ch, out); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return out, nil
+}
+
+// run computes the log-probabilities of one chunk of rows into out.
+func (p *Predictor) run(exec *model.Exec, rows [][]int, ch chunk, out [][]float32) error {
+	c := p.task.NumClasses
+	ids, mask := p.task.Enc.PadBatch(rows[ch.start:ch.start+ch.n], p.task.padTo())
+	res, err := exec.Call(ids, mask)
+	if err != nil {
+		return fmt.Errorf("classifying batch at %d: %w", ch.start, err)
+	}
+	if len(res) == 0 {
+		return fmt.Errorf("classifying batch at %d: the model returned no logits", ch.start)
+	}
+	if dims := res[0].Shape().Dimensions; len(dims) != 2 || dims[0] != ch.n || dims[1] != c {
+		return fmt.Errorf("classifying batch at %d: the head gives logits of shape %v for %d texts, but the task has NumClasses %d (%d labels): the head weights and the label set disagree",
+			ch.start, dims, ch.n, c, len(p.task.Labels))
+	}
+	flat, err := tensors.CopyFlatData[float32](res[0])
+	if err != nil {
+		return fmt.Errorf("classifying batch at %d: %w", ch.start, err)
+	}
+	for i := range ch.n {
+		out[ch.start+i] = flat[i*c : (i+1)*c : (i+1)*c]
+	}
+	return nil
 }
 
 // Predict returns the arg-max class per row.
@@ -263,6 +340,7 @@ func (t *Task) Evaluate(backend compute.Backend, d *Data) (map[string]float64, e
 	if err != nil {
 		return nil, err
 	}
+	defer p.Close()
 	m, _, err := p.Score(d)
 	return m, err
 }

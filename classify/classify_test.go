@@ -1,10 +1,12 @@
 package classify
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/gomlx/compute/dtypes"
+	"github.com/gomlx/compute/shapes"
 	. "github.com/gomlx/gomlx/core/graph" //nolint:revive
 	"github.com/gomlx/gomlx/core/tensors"
 	"github.com/gomlx/gomlx/ml/model"
@@ -178,3 +180,64 @@ func TestTokenizeNotesClippedTexts(t *testing.T) {
 		}
 	}
 }
+
+// TestPredictorHoldsOneGraph: LogProbs computes the chunks of each padded shape together, so
+// interleaved shapes compile one graph each, not one per chunk, and the Predictor holds one
+// compiled graph at a time (its executor refuses a second shape: inference graphs embed the
+// weights, ~70 MB each for USE-Lite). The results are those of each text alone, in order; the
+// held shape is reused by the next call, and Close releases it.
+func TestPredictorHoldsOneGraph(t *testing.T) {
+	be, err := backend.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	task := toyTask(t, 2)
+	task.Warnings = new(strings.Builder)
+	texts := []string{"a", "abcde", "b", "cdefg", "ab"} // padded to 4, 8, 4, 8, 4 (PadTo 4)
+	rows := task.Tokenize(texts)
+	p, err := task.NewPredictor(be)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.BatchSize = 1
+	lp, err := p.LogProbs(rows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.builds != 2 {
+		t.Errorf("%d graphs compiled for 5 chunks of 2 interleaved shapes, want 2", p.builds)
+	}
+	for i, r := range rows {
+		one, err := task.NewPredictor(be)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := one.LogProbs([][]int{r})
+		one.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(lp[i], want[0]) {
+			t.Errorf("text %q: log-probs %v in the batch call, %v alone", texts[i], lp[i], want[0])
+		}
+	}
+	if p.exec == nil || !p.shape.Equal(shapesOfInt32(1, 8)) {
+		t.Fatalf("after LogProbs the Predictor holds the graph of %v, want the last group's [1 8]", p.shape)
+	}
+	ids, mask := task.Enc.PadBatch(rows[:1], 4)
+	if _, err := p.exec.Call(ids, mask); err == nil || !strings.Contains(err.Error(), "maximum cache size of 1") {
+		t.Errorf("a second shape on the held executor: error %v, want the cache limit of 1", err)
+	}
+	if _, err := p.LogProbs(rows); err != nil {
+		t.Fatal(err)
+	}
+	if p.builds != 3 {
+		t.Errorf("a second call compiled %d graphs, want 1 (the held [1 8] graph goes first)", p.builds-2)
+	}
+	p.Close()
+	if p.exec != nil {
+		t.Error("Close kept the compiled graph")
+	}
+}
+
+func shapesOfInt32(dims ...int) shapes.Shape { return shapes.Make(dtypes.Int32, dims...) }

@@ -12,6 +12,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 
@@ -224,6 +225,9 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 	if a := o.alpha(); math.IsNaN(a) || math.IsInf(a, 0) || !(a > 0) {
 		return nil, fmt.Errorf("demo: alpha %v must be a finite number > 0 (default: the rank)", o.Alpha)
 	}
+	if limit, ok := setMemoryLimit(o.BatchSize); ok {
+		defer debug.SetMemoryLimit(limit)
+	}
 	for _, p := range fetch.All {
 		if _, _, err := fetch.Fetch(p, o.CacheDir, func(f string, a ...any) { fmt.Fprintf(o.Out, f+"\n", a...) }); err != nil {
 			return nil, err
@@ -252,6 +256,28 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 		return nil, err
 	}
 	return res, nil
+}
+
+// MemoryLimit is the soft memory limit (runtime/debug.SetMemoryLimit) the demo trains under at a
+// batch size: 256 MiB for the encoder, one evaluation graph and the runtime, plus 16 MiB per
+// example of the batch (a USE-Lite training step at 128 tokens takes about 12.5 MB of backend
+// buffers per example: 0.40 GB at batch 32). 768 MiB at the default batch of 32.
+//
+// Why a limit: the pure-Go backend keeps released buffers in a sync.Pool, which the garbage
+// collector empties only at the second collection after their release, and the default pacing
+// (GOGC=100) lets the heap grow to twice what the last collection found live, pooled buffers
+// included; the demo's heap so grew to 2.5 GB. Its buffers hold no pointers, so the extra
+// collections the limit causes cost little (PERFORMANCE.md). The limit is soft: a working set
+// above it makes the collector run more often (at most half the CPU), never fails a run.
+func MemoryLimit(batch int) int64 { return (256 + 16*int64(max(batch, 1))) << 20 }
+
+// setMemoryLimit sets MemoryLimit(batch) unless GOMEMLIMIT or the program already set a limit,
+// and returns the limit to restore afterwards (ok false: nothing was changed).
+func setMemoryLimit(batch int) (prev int64, ok bool) {
+	if _, set := os.LookupEnv("GOMEMLIMIT"); set || debug.SetMemoryLimit(-1) != math.MaxInt64 {
+		return 0, false
+	}
+	return debug.SetMemoryLimit(MemoryLimit(batch)), true
 }
 
 // runMethod trains one method with finetune in a fresh RunDir/<method> folder (a regular run

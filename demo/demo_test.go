@@ -3,8 +3,11 @@ package demo
 import (
 	"context"
 	"io"
+	"math"
+	"os"
 	"path/filepath"
 	"reflect"
+	"runtime/debug"
 	"testing"
 
 	"github.com/singlora/singlora/backend"
@@ -105,5 +108,21 @@ func TestConfigSteps(t *testing.T) {
 		if _, err := Run(context.Background(), o); err == nil {
 			t.Errorf("Run(%+v): no error", o)
 		}
+	}
+}
+
+// TestSetMemoryLimit: the demo sets its soft memory limit (768 MiB at batch 32) only where
+// neither GOMEMLIMIT nor the program set one, and hands back the limit to restore.
+func TestSetMemoryLimit(t *testing.T) {
+	if _, set := os.LookupEnv("GOMEMLIMIT"); set {
+		t.Skip("GOMEMLIMIT is set: the demo leaves the limit alone")
+	}
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(math.MaxInt64))
+	prev, ok := setMemoryLimit(32)
+	if !ok || prev != math.MaxInt64 || debug.SetMemoryLimit(-1) != 768<<20 {
+		t.Fatalf("no limit set before: set %v, previous %d, now %d; want a 768 MiB limit", ok, prev, debug.SetMemoryLimit(-1))
+	}
+	if _, ok := setMemoryLimit(64); ok || debug.SetMemoryLimit(-1) != 768<<20 {
+		t.Errorf("a limit already set was replaced by %d", debug.SetMemoryLimit(-1))
 	}
 }

@@ -227,6 +227,7 @@ func (j *Job) Run(ctx context.Context, resume bool) (*Summary, error) {
 			if err != nil {
 				return err
 			}
+			defer p.Close()
 			if j.Val.Len() > 0 {
 				var preds []int
 				if s.Val, preds, err = p.Score(j.Val); err != nil {

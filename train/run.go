@@ -269,6 +269,7 @@ func (r *Runner) Run(ctx context.Context, resume bool) (State, error) {
 		return r.state, err
 	}
 	r.stepper = st
+	defer st.Close()
 	if CurrentStep(r.Store) != r.state.Step {
 		return r.state, fmt.Errorf("optimizer step counter %d does not match the checkpoint's step %d", CurrentStep(r.Store), r.state.Step)
 	}

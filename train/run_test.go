@@ -219,3 +219,27 @@ func TestUnwritableRunFolder(t *testing.T) {
 		t.Fatal("training into an unwritable folder must fail before it starts")
 	}
 }
+
+// TestRunReleasesStepGraphs: a finished run releases its compiled training graphs (one per
+// input shape; the demo trains three methods in one process), and a closed Stepper compiles
+// them again on its next step.
+func TestRunReleasesStepGraphs(t *testing.T) {
+	r := newRun(t, t.TempDir(), newRegData(16, 8, 6), 3)
+	if _, err := r.Run(context.Background(), false); err != nil {
+		t.Fatal(err)
+	}
+	if r.stepper == nil {
+		t.Fatal("the run kept no stepper")
+	}
+	if s := r.stepper; s.fused != nil || s.accumExec != nil || s.applyExc != nil {
+		t.Error("after Run the stepper still holds its compiled graphs")
+	}
+	rng := rand.New(rand.NewPCG(5, 5))
+	if _, err := r.stepper.Step(batch(rng, 4, 8, 6), batch(rng, 4, 8, 6)); err != nil {
+		t.Fatalf("a step after Close: %v", err)
+	}
+	if r.stepper.accumExec == nil {
+		t.Error("the step after Close compiled no graph")
+	}
+	r.stepper.Close()
+}

@@ -183,6 +183,17 @@ func (s *Stepper) Step(micro ...[]*tensors.Tensor) (StepResult, error) {
 	return res, nil
 }
 
+// Close releases the compiled training graphs (one per input shape). A later Step compiles them
+// again.
+func (s *Stepper) Close() {
+	for _, e := range []**model.Exec{&s.fused, &s.accumExec, &s.applyExc} {
+		if *e != nil {
+			(*e).Finalize()
+			*e = nil
+		}
+	}
+}
+
 // CurrentStep returns the optimizer steps taken so far.
 func CurrentStep(store *model.Store) int64 {
 	t, err := optim.StepVar(store).Value()
