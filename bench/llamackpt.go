@@ -111,6 +111,9 @@ func LlamaCheckpointWorkload(p LlamaPreset, method string) (Workload, error) {
 	w.Annotate = func(r *Result) {
 		annotate(r, store, p.Batch*p.Seq, loadSec)
 		r.Shape += " base=" + r.BaseDType + " " + dir
+		if RecomputeBlocks {
+			r.Shape += " recompute-blocks"
+		}
 	}
 	return w, nil
 }

@@ -30,6 +30,10 @@ var Model string
 // llama-1b/7b checkpoints bf16 (CheckpointDType).
 var BaseDType = hf.BaseAuto
 
+// RecomputeBlocks makes the "model", "llama-1b" and "llama-7b" presets recompute each block in
+// the backward (the bench command's --recompute-blocks; models.LoadOptions.RecomputeBlocks).
+var RecomputeBlocks bool
+
 // The shape of a "model" step: ModelBatch sequences of ModelSeq tokens (fewer when the model reads
 // fewer).
 const (
@@ -83,7 +87,7 @@ func ModelWorkload(method string) (Workload, error) {
 			step = func() (func() error, error) { return run.step, nil }
 		default:
 			t0 := time.Now()
-			enc, err := arch.LoadEncoder(Model, store, models.EncoderOptions{MaxLength: seq, LoadOptions: models.LoadOptions{BaseDType: BaseDType}})
+			enc, err := arch.LoadEncoder(Model, store, models.EncoderOptions{MaxLength: seq, LoadOptions: models.LoadOptions{BaseDType: BaseDType, RecomputeBlocks: RecomputeBlocks}})
 			if err != nil {
 				return nil, err
 			}
@@ -124,6 +128,9 @@ func ModelWorkload(method string) (Workload, error) {
 			trainable = fwd
 		}
 		shape = fmt.Sprintf("%s %s %s B=%d L=%d, %d linear layers r=%d", Model, arch, task, batch, seq, len(specs), cfg.Rank)
+		if RecomputeBlocks {
+			shape += " recompute-blocks"
+		}
 		tokens = batch * seq
 		gflop = nominalGFLOP(fwd, trainable)
 		return step()
@@ -151,7 +158,7 @@ func newCausalRun(arch *models.Arch, dir string, store *model.Store, cfg peft.Co
 	}
 	logf("loading %s (%s, --base-dtype %s)", dir, arch, BaseDType)
 	t0 := time.Now()
-	cm, err := arch.LoadCausalLM(dir, store, models.LoadOptions{BaseDType: BaseDType})
+	cm, err := arch.LoadCausalLM(dir, store, models.LoadOptions{BaseDType: BaseDType, RecomputeBlocks: RecomputeBlocks})
 	if err != nil {
 		return causalRun{}, err
 	}

@@ -30,6 +30,7 @@ singlora bench --preset llama-1b --base-dtype bf16 --json --steps 1 --warmup 1`,
 }
 
 type benchFlags struct {
+	recompute                                                            bool
 	preset, workload, only, cpuProfile, python, torchScript, pair, model string
 	baseDType                                                            string
 	methods                                                              *listFlag
@@ -56,6 +57,9 @@ func (f benchFlags) goArgs(w bench.Workload) []string {
 	steps, warmup := f.stepsFor(w)
 	args := []string{"bench", "--workload", w.Name, "--steps", strconv.Itoa(steps), "--warmup", strconv.Itoa(warmup),
 		"--streams", strconv.Itoa(f.streams), "--base-dtype", f.baseDType}
+	if f.recompute {
+		args = append(args, "--recompute-blocks")
+	}
 	if f.model != "" {
 		args = append(args, "--model", f.model)
 	}
@@ -74,6 +78,7 @@ func runBench(args []string) error {
 	fs.IntVar(&f.warmup, "warmup", 3, "untimed steps before timing (the first compiles the graph); llama-1b and llama-7b default to 1")
 	fs.StringVar(&f.baseDType, "base-dtype", "auto", "how presets model, llama-1b and llama-7b hold the frozen base matrices: auto (the checkpoint's bf16/f16,\n"+
 		"else f32), bf16, f16 or f32; llama-1b/7b write their random checkpoint in that dtype (bf16 for auto)")
+	fs.BoolVar(&f.recompute, "recompute-blocks", false, "presets model, llama-1b and llama-7b: recompute each block in the backward (gradient checkpointing; the PyTorch peer does not)")
 	fs.StringVar(&f.pair, "pair", "", "compare two workloads in this process, step against step (\"bert-base-4l/lora,bert-base-4l/singlora\"): prints B/A per pair and the median; --steps pairs")
 	fs.IntVar(&f.streams, "streams", bench.Streams, "bert-base-4l and demo: split the batch into this many independent chains (1: a single chain; same math)")
 	fs.StringVar(&f.model, "model", "", "benchmark a training step of this model (a folder of a registered architecture, or a built-in name such as use): preset model")
@@ -105,6 +110,7 @@ func runBench(args []string) error {
 		return fmt.Errorf("--base-dtype: %w", err)
 	}
 	bench.BaseDType, f.baseDType = base, string(base)
+	bench.RecomputeBlocks = f.recompute
 	f.stepsSet, f.warmupSet = isSet(fs, "steps"), isSet(fs, "warmup")
 	if f.model != "" {
 		if isSet(fs, "preset") && f.preset != "model" {
