@@ -2,6 +2,9 @@ package peft
 
 import (
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 
 	"github.com/gomlx/compute/dtypes"
 	"github.com/gomlx/gomlx/core/tensors"
@@ -81,7 +84,41 @@ func (inj *Injection) Attach(store *model.Store) error {
 		}
 	}
 	inj.SetTrainable(store)
-	return nil
+	return inj.checkModulesToSave(store)
+}
+
+// checkModulesToSave returns an error naming each modules_to_save pattern that matches no
+// variable of store (it would silently stay frozen and unsaved), with the model's modules.
+func (inj *Injection) checkModulesToSave(store *model.Store) error {
+	var none []string
+	for _, pat := range inj.Config.ModulesToSave {
+		found := false
+		for v := range store.IterVariables() {
+			if !varnames.IsBookkeeping(v.Path()) && tuner.SavesModule(pat, v.Path()) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			none = append(none, fmt.Sprintf("%q", pat))
+		}
+	}
+	if len(none) == 0 {
+		return nil
+	}
+	mods := map[string]bool{}
+	for v := range store.IterVariables() {
+		if p := v.Path(); !varnames.IsBookkeeping(p) {
+			scope, _ := model.SplitPath(p)
+			mod := ScopeModule(scope)
+			if i := strings.Index(mod, "."); i >= 0 {
+				mod = mod[:i]
+			}
+			mods[mod] = true
+		}
+	}
+	return fmt.Errorf("modules_to_save %s match no module of the model (its top-level modules: %s)",
+		strings.Join(none, ", "), strings.Join(slices.Sorted(maps.Keys(mods)), ", "))
 }
 
 // IsAdapterVariable reports whether a store variable path is an adapter tensor: its name is one

@@ -52,3 +52,56 @@ func TestAttachRefusesBadInit(t *testing.T) {
 		t.Error("a variable was created")
 	}
 }
+
+// TestModulesToSaveChecked: a modules_to_save pattern that is not a valid pattern is refused by
+// Inject, and one that matches no variable by Attach (it would stay frozen and unsaved), naming
+// the pattern and the model's top-level modules; a matching one trains, parents included.
+func TestModulesToSaveChecked(t *testing.T) {
+	for _, tc := range []struct {
+		save         []string
+		injErr, want string
+	}{
+		{[]string{"classifier"}, "", ""},
+		{[]string{"re:class.*"}, "", ""},
+		{[]string{"enc"}, "", ""}, // a parent scope: every variable under /enc
+		{[]string{"re:("}, "modules_to_save: target pattern \"re:(\"", ""},
+		{[]string{"all-linear"}, `modules_to_save "all-linear": name a module`, ""},
+		{[]string{"classifier", "score", "head"}, "", `modules_to_save "score", "head" match no module of the model (its top-level modules: classifier, enc)`},
+	} {
+		store := model.NewStore()
+		for _, p := range []string{"/enc/lin/weight", "/classifier/weight"} {
+			if _, err := store.CreateVariable(p, tensors.FromFlatDataAndDimensions(make([]float32, 12), 3, 4)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		cfg := DefaultConfig(LoRA)
+		cfg.Rank, cfg.Targets, cfg.ModulesToSave = 2, []string{"lin"}, tc.save
+		inj, err := Inject(cfg, []LinearSpec{{Path: "enc.lin", In: 4, Out: 3}})
+		if tc.injErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.injErr) {
+				t.Errorf("%v: Inject error %v, want %q", tc.save, err, tc.injErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%v: %v", tc.save, err)
+		}
+		err = inj.Attach(store)
+		if tc.want != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("%v: Attach error %v, want %q", tc.save, err, tc.want)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%v: %v", tc.save, err)
+		}
+		wantHead := tc.save[0] != "enc"
+		if got := store.GetVariable("/classifier/weight").Trainable; got != wantHead {
+			t.Errorf("%v: classifier trainable %v, want %v", tc.save, got, wantHead)
+		}
+		if got := store.GetVariable("/enc/lin/weight").Trainable; got != !wantHead {
+			t.Errorf("%v: enc.lin.weight trainable %v, want %v", tc.save, got, !wantHead)
+		}
+	}
+}

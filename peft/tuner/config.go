@@ -79,6 +79,14 @@ func (c Config) Validate() error {
 	if err != nil {
 		return fmt.Errorf("peft config: %w", err)
 	}
+	for _, pat := range c.ModulesToSave {
+		if pat == AllLinear || pat == "" {
+			return fmt.Errorf("peft config: modules_to_save %q: name a module (e.g. a head), not %q", pat, AllLinear)
+		}
+		if _, err := MatchModule(pat, ""); err != nil {
+			return fmt.Errorf("peft config: modules_to_save: %w", err)
+		}
+	}
 	if !HasAdapter(c.Method) {
 		return nil
 	}
@@ -138,20 +146,30 @@ func joinInits(inits []Init) string {
 
 // IsModuleToSave reports whether a variable path lies in a scope matched by c.ModulesToSave.
 func (c Config) IsModuleToSave(path string) bool {
-	scope, _ := model.SplitPath(path)
-	mod := ScopeModule(scope)
 	for _, pat := range c.ModulesToSave {
-		// Match the scope or any of its parents.
-		for p := mod; p != ""; {
-			if ok, _ := MatchModule(pat, p); ok && pat != AllLinear {
-				return true
-			}
-			i := strings.LastIndex(p, ".")
-			if i < 0 {
-				break
-			}
-			p = p[:i]
+		if SavesModule(pat, path) {
+			return true
 		}
+	}
+	return false
+}
+
+// SavesModule reports whether the modules_to_save pattern pat matches the scope of variable path
+// or one of its parents (the module "a.b" covers "/a/b/c/weight").
+func SavesModule(pat, path string) bool {
+	if pat == AllLinear {
+		return false
+	}
+	scope, _ := model.SplitPath(path)
+	for p := ScopeModule(scope); p != ""; {
+		if ok, _ := MatchModule(pat, p); ok {
+			return true
+		}
+		i := strings.LastIndex(p, ".")
+		if i < 0 {
+			break
+		}
+		p = p[:i]
 	}
 	return false
 }
