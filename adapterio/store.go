@@ -47,6 +47,7 @@ func FromStore(inj *peft.Injection, store *model.Store, baseModel string) (*Adap
 		}
 		cfg.TrainedSteps = tensors.ToScalar[int64](t)
 	}
+	cfg.ExcludeModules, cfg.LayersToTransform, cfg.LayersPattern = slices.Clone(pc.ExcludeModules), slices.Clone(pc.LayersToTransform), slices.Clone(pc.LayersPattern)
 	method.ToFile(pc, cfg)
 	a := &Adapter{Config: cfg}
 	targets := inj.Targets()
@@ -145,12 +146,16 @@ func IntoStore(a *Adapter, store *model.Store, modules []peft.LinearSpec) (*peft
 		exact = append(exact, "re:"+regexp.QuoteMeta(m.Path))
 	}
 	pc := PeftConfig(a.Config)
+	// The file's tensors name the adapted layers exactly; the patterns that chose them (targets,
+	// exclude_modules, layers_to_transform) are kept for writing the config back.
 	pc.Targets = exact
+	pc.ExcludeModules, pc.LayersToTransform = nil, nil
 	inj, err := peft.Inject(pc, modules)
 	if err != nil {
 		return nil, fmt.Errorf("load adapter: %w", err)
 	}
 	inj.Config.Targets = slices.Clone(a.Config.TargetModules)
+	inj.Config.ExcludeModules, inj.Config.LayersToTransform = slices.Clone(a.Config.ExcludeModules), slices.Clone(a.Config.LayersToTransform)
 	// Check everything before changing the store.
 	type assign struct {
 		path  string

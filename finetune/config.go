@@ -313,6 +313,7 @@ func (c *Config) PeftConfig(totalSteps int64) (peft.Config, error) {
 	if len(c.TargetModules) > 0 {
 		pc.Targets = c.TargetModules
 	}
+	pc.ExcludeModules, pc.LayersToTransform, pc.LayersPattern = c.ExcludeModules, c.LayersToTransform, c.LayersPattern
 	if c.Init != "" {
 		pc.Init = peft.Init(c.Init)
 	}

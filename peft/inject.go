@@ -2,6 +2,8 @@ package peft
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 
@@ -93,6 +95,9 @@ func Inject(cfg Config, modules []LinearSpec) (*Injection, error) {
 				pat, strings.Join(modulePaths(modules), ", "))
 		}
 	}
+	if err := inj.narrowTargets(); err != nil {
+		return nil, err
+	}
 	for _, m := range modules {
 		if _, ok := inj.targets[m.Path]; ok {
 			inj.order = append(inj.order, m.Path)
@@ -100,6 +105,56 @@ func Inject(cfg Config, modules []LinearSpec) (*Injection, error) {
 	}
 	return inj, nil
 }
+
+// narrowTargets applies ExcludeModules and LayersToTransform to the matched targets: every
+// exclude pattern and every listed layer must concern some matched target (an error otherwise,
+// as a typo must not go unnoticed), and some target must remain.
+func (inj *Injection) narrowTargets() error {
+	c := inj.Config
+	for _, pat := range c.ExcludeModules {
+		n := 0
+		for p := range inj.targets {
+			if ok, _ := MatchModule(pat, p); ok {
+				delete(inj.targets, p)
+				n++
+			}
+		}
+		if n == 0 {
+			return fmt.Errorf("exclude_modules %q matches none of the targeted layers (%s)", pat, strings.Join(sortedKeys(inj.targets), ", "))
+		}
+	}
+	if len(c.LayersToTransform) > 0 {
+		before := sortedKeys(inj.targets)
+		layers := map[int]bool{}
+		for p := range inj.targets {
+			l, ok := tuner.LayerOf(p, c.LayersPattern)
+			if ok {
+				layers[l] = true
+			}
+			if !ok || !slices.Contains(c.LayersToTransform, l) {
+				delete(inj.targets, p)
+			}
+		}
+		if len(layers) == 0 {
+			return fmt.Errorf("layers_to_transform: no targeted layer's path has a layer number (a \"<name>.<number>.\" part%s), e.g. %s",
+				map[bool]string{true: fmt.Sprintf(" with name %q", c.LayersPattern), false: ""}[len(c.LayersPattern) > 0], strings.Join(first(before, 3), ", "))
+		}
+		for _, l := range c.LayersToTransform {
+			if !layers[l] {
+				have := slices.Sorted(maps.Keys(layers))
+				return fmt.Errorf("layers_to_transform %d: no targeted layer has that number (layers_pattern %q; the targets' layers: %v)", l, c.LayersPattern, have)
+			}
+		}
+	}
+	if len(inj.targets) == 0 {
+		return fmt.Errorf("exclude_modules / layers_to_transform leave no layer to adapt")
+	}
+	return nil
+}
+
+func sortedKeys(m map[string]LinearSpec) []string { return slices.Sorted(maps.Keys(m)) }
+
+func first(s []string, n int) []string { return s[:min(n, len(s))] }
 
 func modulePaths(ms []LinearSpec) []string {
 	out := make([]string, len(ms))

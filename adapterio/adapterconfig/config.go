@@ -93,6 +93,11 @@ type Settings struct {
 	Init          string   `json:"init,omitempty" yaml:"init"`           // the method's initialisation ("": its default)
 	LoraDropout   float64  `json:"lora_dropout" yaml:"lora_dropout"`
 	LoraPlusRatio float64  `json:"loraplus_lr_ratio,omitempty" yaml:"loraplus_lr_ratio"` // LoRA+'s λ (0: its default)
+	// ExcludeModules, LayersToTransform and LayersPattern narrow target_modules as PEFT's keys do
+	// (tuner.Config); PEFT's string forms (a regex; one layer number; one pattern) load as lists.
+	ExcludeModules    []string `json:"exclude_modules,omitempty" yaml:"exclude_modules"`
+	LayersToTransform []int    `json:"layers_to_transform,omitempty" yaml:"layers_to_transform"`
+	LayersPattern     []string `json:"layers_pattern,omitempty" yaml:"layers_pattern"`
 }
 
 // Config is adapter_config.json: the Settings plus what a file records about the adapter.
@@ -132,6 +137,7 @@ var knownKeys = map[string]bool{
 	"base_model_name_or_path": true, "task_type": true, "ramp_up_steps": true, "trained_steps": true,
 	"init": true, "module_shapes": true, "in_out_modules": true, "use_dora": true, "bias": true,
 	"init_lora_weights": true, "loraplus_lr_ratio": true, "seed": true,
+	"exclude_modules": true, "layers_to_transform": true, "layers_pattern": true,
 }
 
 // Scale is the adapter scaling: lora_alpha/r, or lora_alpha/√r with use_rslora.
@@ -174,6 +180,17 @@ func (c *Config) MarshalJSON() ([]byte, error) {
 	m["r"] = c.R
 	m["lora_alpha"] = c.LoraAlpha
 	m["target_modules"] = targets
+	if len(c.ExcludeModules) == 1 && strings.HasPrefix(c.ExcludeModules[0], "re:") {
+		m["exclude_modules"] = strings.TrimPrefix(c.ExcludeModules[0], "re:")
+	} else if len(c.ExcludeModules) > 0 {
+		m["exclude_modules"] = c.ExcludeModules
+	}
+	if len(c.LayersToTransform) > 0 {
+		m["layers_to_transform"] = c.LayersToTransform
+	}
+	if len(c.LayersPattern) > 0 {
+		m["layers_pattern"] = c.LayersPattern
+	}
 	m["use_rslora"] = c.UseRSLoRA
 	m["lora_dropout"] = c.LoraDropout
 	m["fan_in_fan_out"] = c.FanInFanOut
@@ -333,6 +350,33 @@ func Parse(b []byte) (*Config, error) {
 		}
 	} else {
 		return nil, fmt.Errorf("%s: target_modules must be a list of names or a regex string", ConfigFile)
+	}
+	if v, ok := raw["exclude_modules"]; ok && string(v) != "null" {
+		if json.Unmarshal(v, &c.ExcludeModules) != nil {
+			var str string
+			if json.Unmarshal(v, &str) != nil {
+				return nil, fmt.Errorf("%s: exclude_modules must be a list of names or a regex string", ConfigFile)
+			}
+			c.ExcludeModules = []string{"re:" + str} // PEFT: a string is a full-match regex
+		}
+	}
+	if v, ok := raw["layers_to_transform"]; ok && string(v) != "null" {
+		if json.Unmarshal(v, &c.LayersToTransform) != nil {
+			var one int
+			if json.Unmarshal(v, &one) != nil {
+				return nil, fmt.Errorf("%s: layers_to_transform must be a layer number or a list of them", ConfigFile)
+			}
+			c.LayersToTransform = []int{one}
+		}
+	}
+	if v, ok := raw["layers_pattern"]; ok && string(v) != "null" {
+		if json.Unmarshal(v, &c.LayersPattern) != nil {
+			var one string
+			if json.Unmarshal(v, &one) != nil {
+				return nil, fmt.Errorf("%s: layers_pattern must be a name or a list of names", ConfigFile)
+			}
+			c.LayersPattern = []string{one}
+		}
 	}
 	if err := c.Validate(); err != nil {
 		return nil, err

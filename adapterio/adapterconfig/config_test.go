@@ -115,3 +115,59 @@ func TestNoGraphEngine(t *testing.T) {
 		}
 	}
 }
+
+// TestNarrowingKeys: exclude_modules, layers_to_transform and layers_pattern load in PEFT's forms
+// (a regex string, one number, one name, or lists), survive a write and a re-read, are not
+// written when unset (older files stay byte-identical), and a wrong type is an error naming the key.
+func TestNarrowingKeys(t *testing.T) {
+	for _, tc := range []struct {
+		exclude, layers, pattern any
+		wantExclude, wantPattern []string
+		wantLayers               []int
+	}{
+		{".*\\.0\\..*", 3, "layers", []string{"re:.*\\.0\\..*"}, []string{"layers"}, []int{3}},
+		{[]string{"up_proj", "down_proj"}, []int{0, 2}, []string{"layers", "h"}, []string{"up_proj", "down_proj"}, []string{"layers", "h"}, []int{0, 2}},
+	} {
+		b := edit(t, "exclude_modules", tc.exclude)
+		var m map[string]any
+		_ = json.Unmarshal(b, &m)
+		m["layers_to_transform"], m["layers_pattern"] = tc.layers, tc.pattern
+		b, _ = json.Marshal(m)
+		c, err := Parse(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		check := func(c *Config, when string) {
+			if strings.Join(c.ExcludeModules, "|") != strings.Join(tc.wantExclude, "|") || strings.Join(c.LayersPattern, "|") != strings.Join(tc.wantPattern, "|") ||
+				len(c.LayersToTransform) != len(tc.wantLayers) || c.LayersToTransform[0] != tc.wantLayers[0] {
+				t.Errorf("%s: exclude %q layers %v pattern %q; want %q %v %q", when, c.ExcludeModules, c.LayersToTransform, c.LayersPattern, tc.wantExclude, tc.wantLayers, tc.wantPattern)
+			}
+			if _, extra := c.Extra["exclude_modules"]; extra {
+				t.Errorf("%s: exclude_modules kept as an unknown key", when)
+			}
+		}
+		check(c, "parsed")
+		out, err := c.MarshalJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c2, err := Parse(out)
+		if err != nil {
+			t.Fatalf("re-parse of %s: %v", out, err)
+		}
+		check(c2, "re-read")
+	}
+	c, err := Parse([]byte(singloraJSON))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ := c.MarshalJSON()
+	for _, k := range []string{"exclude_modules", "layers_to_transform", "layers_pattern"} {
+		if strings.Contains(string(out), k) {
+			t.Errorf("%s written for a config without it: %s", k, out)
+		}
+		if _, err := Parse(edit(t, k, map[string]any{"x": 1})); err == nil || !strings.Contains(err.Error(), k) {
+			t.Errorf("%s as an object: error %v, want one naming the key", k, err)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -49,6 +50,9 @@ func runTrain(args []string) error {
 			"report of --show-params goes to stderr")
 		cache   = cacheFlag(fs)
 		targets = newListFlag()
+		exclude = newListFlag()
+		layers  = newListFlag()
+		lpat    = newListFlag()
 	)
 	var c finetune.Config
 	fs.StringVar(&c.Name, "name", "", "run name (for plots and tables)")
@@ -71,6 +75,9 @@ func runTrain(args []string) error {
 	fs.BoolVar(&c.UseRSLoRA, "rslora", false, "scale by α/√r")
 	fs.BoolVar(&c.RecomputeBlocks, "recompute-blocks", false, "Llama/GPT-2: recompute each block in the backward (gradient checkpointing): less activation memory, about one more forward per step")
 	fs.Var(targets, "targets", "the target `modules`: \"all-linear\", names, dotted suffixes or re:REGEX (comma-separated or repeated)")
+	fs.Var(exclude, "exclude-modules", "`modules` not to adapt although --targets match them (names, dotted suffixes or re:REGEX; PEFT's exclude_modules)")
+	fs.Var(layers, "layers-to-transform", "adapt only the targets in these `layers` (numbers, comma-separated; PEFT's layers_to_transform)")
+	fs.Var(lpat, "layers-pattern", "the `name` of the layer list whose number --layers-to-transform reads (\"layers\", \"h\"; default: the first name.number in a path)")
 	fs.StringVar(&c.Init, "init", "", "init: theory (SingLoRA default) or kaiming-dr (public implementations' scale)")
 	fs.Float64Var(&c.LoraDropout, "dropout", 0, "adapter input dropout")
 	fs.Float64Var(&c.LoraPlusRatio, "loraplus-ratio", 0, "LoRA+ λ (default 16)")
@@ -103,6 +110,14 @@ func runTrain(args []string) error {
 		return err
 	}
 	c.TargetModules = targets.values
+	c.ExcludeModules, c.LayersPattern = exclude.values, lpat.values
+	for _, v := range layers.values {
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil || n < 0 {
+			return fmt.Errorf("--layers-to-transform %q: want layer numbers ≥ 0", v)
+		}
+		c.LayersToTransform = append(c.LayersToTransform, n)
+	}
 	var cfg finetune.Config
 	var dir string
 	if *resume != "" {
@@ -304,6 +319,15 @@ func apply(cfg *finetune.Config, f finetune.Config, set map[string]bool) {
 	}
 	if set["rslora"] {
 		cfg.UseRSLoRA = f.UseRSLoRA
+	}
+	if set["exclude-modules"] {
+		cfg.ExcludeModules = f.ExcludeModules
+	}
+	if set["layers-to-transform"] {
+		cfg.LayersToTransform = f.LayersToTransform
+	}
+	if set["layers-pattern"] {
+		cfg.LayersPattern = f.LayersPattern
 	}
 	if set["targets"] {
 		cfg.TargetModules = f.TargetModules

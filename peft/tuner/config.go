@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/gomlx/gomlx/ml/model"
@@ -33,6 +34,15 @@ type Config struct {
 	// suffix ("query" matches "encoder.layer.0.attention.self.query"), or a regular expression
 	// prefixed with "re:" that must match the whole path.
 	Targets []string
+	// ExcludeModules are patterns (Targets' syntax) of layers not to adapt even when Targets
+	// match them (PEFT's exclude_modules).
+	ExcludeModules []string
+	// LayersToTransform, when set, keeps only targets in these layers: a module's layer is the
+	// number after its LayersPattern component ("model.layers.3.mlp.up_proj" is in layer 3 for
+	// pattern "layers"; with no pattern, the first "<name>.<number>." in the path), as PEFT's
+	// layers_to_transform and layers_pattern. A target with no layer number is left out.
+	LayersToTransform []int
+	LayersPattern     []string
 	// ModulesToSave are scope patterns (same syntax as Targets, matched against variable scopes)
 	// whose variables stay trainable and are saved with the adapter, e.g. a classification head.
 	ModulesToSave []string
@@ -78,6 +88,21 @@ func (c Config) Validate() error {
 	t, err := Lookup(c.Method)
 	if err != nil {
 		return fmt.Errorf("peft config: %w", err)
+	}
+	for _, pat := range c.ExcludeModules {
+		if _, err := MatchModule(pat, ""); err != nil || pat == "" || pat == AllLinear {
+			return fmt.Errorf("peft config: exclude_modules %q: want a module name, dotted suffix or re: pattern (%v)", pat, err)
+		}
+	}
+	for _, l := range c.LayersToTransform {
+		if l < 0 {
+			return fmt.Errorf("peft config: layers_to_transform %d: layer numbers are ≥ 0", l)
+		}
+	}
+	for _, p := range c.LayersPattern {
+		if p == "" || strings.Contains(p, ".") {
+			return fmt.Errorf("peft config: layers_pattern %q: want the name of the layer list (e.g. \"layers\", \"h\")", p)
+		}
 	}
 	for _, pat := range c.ModulesToSave {
 		if pat == AllLinear || pat == "" {
@@ -172,4 +197,20 @@ func SavesModule(pat, path string) bool {
 		p = p[:i]
 	}
 	return false
+}
+
+// LayerOf returns the layer number of module path p under patterns (LayersToTransform's rule):
+// the number after a component named one of patterns, or with no patterns after the first
+// component followed by a number; ok is false when p has none.
+func LayerOf(p string, patterns []string) (layer int, ok bool) {
+	parts := strings.Split(p, ".")
+	for i := 0; i+1 < len(parts); i++ {
+		if len(patterns) > 0 && !slices.Contains(patterns, parts[i]) {
+			continue
+		}
+		if n, err := strconv.Atoi(parts[i+1]); err == nil && n >= 0 && i+2 < len(parts) {
+			return n, true
+		}
+	}
+	return 0, false
 }

@@ -165,6 +165,10 @@ func ForFile(f *adapterconfig.Config) (Tuner, Config, error) {
 		Targets:       append([]string(nil), f.TargetModules...), // nil for none, as Inject expects
 		ModulesToSave: append([]string(nil), f.ModulesToSave...),
 		Seed:          f.Seed,
+
+		ExcludeModules:    append([]string(nil), f.ExcludeModules...),
+		LayersToTransform: append([]int(nil), f.LayersToTransform...),
+		LayersPattern:     append([]string(nil), f.LayersPattern...),
 	}
 	var found []Tuner
 	var cfgs []Config
