@@ -31,6 +31,46 @@ type MergeReport struct {
 	// kept with the values they have.
 	NotRestored []string
 	Kept        int // tensors copied unchanged
+	// Rounding measures what writing merged weights back in 16 bits (an F16/BF16 base) lost, over
+	// all such tensors; zero for float32 bases.
+	Rounding Rounding
+}
+
+// Rounding is the effect of rounding merged weights W = W0 + ΔW to the base's 16-bit dtype.
+type Rounding struct {
+	Tensors int     // merged tensors written in 16 bits
+	MaxAbs  float64 // max |round(W) − W| over their entries
+	// Lost is the largest fraction of a tensor's update that rounding took away:
+	// ‖round(W) − W‖ / ‖W − W0‖ (Frobenius norms), and LostIn that tensor. A value near 1 means
+	// the update is below the 16-bit spacing of W0's values and mostly vanished.
+	Lost   float64
+	LostIn string
+}
+
+// add records tensor name's merged values w (exact, float64), written as written, over w0.
+func (r *Rounding) add(name string, w0, w []float64, written *safetensors.Tensor) error {
+	if written.DType != safetensors.F16 && written.DType != safetensors.BF16 {
+		return nil
+	}
+	got, err := written.Float64s()
+	if err != nil {
+		return err
+	}
+	var e2, d2 float64
+	for i := range w {
+		e := got[i] - w[i]
+		r.MaxAbs = max(r.MaxAbs, math.Abs(e))
+		e2 += e * e
+		d := w[i] - w0[i]
+		d2 += d * d
+	}
+	r.Tensors++
+	if d2 > 0 {
+		if lost := math.Sqrt(e2 / d2); lost > r.Lost {
+			r.Lost, r.LostIn = lost, name
+		}
+	}
+	return nil
 }
 
 // MergeTensors merges (or unmerges) adapter a into the checkpoint base and returns the new file
@@ -88,6 +128,11 @@ func MergeTensors(a *Adapter, base *safetensors.File, unmerge bool) (*safetensor
 		}
 		if err := checkFinite(nt, w, w0); err != nil {
 			return nil, rep, err
+		}
+		if !unmerge {
+			if err := rep.Rounding.add(name, w0, w, &nt); err != nil {
+				return nil, rep, err
+			}
 		}
 		out[i] = nt
 		changed[i] = true

@@ -53,6 +53,13 @@ func runMerge(args []string, w io.Writer) error {
 	if !*unmerge {
 		fmt.Fprintf(w, "merged %d weights, replaced %d and added %d modules_to_save tensors, copied %d tensors unchanged → %s\n",
 			len(rep.Merged), len(rep.Replaced), len(rep.Added), rep.Kept, *out)
+		if r := rep.Rounding; r.Tensors > 0 {
+			fmt.Fprintf(w, "rounding to the base's 16-bit dtype (%d tensors): max |error| %.3g; it took away up to %.1f%% of a tensor's update (%s)\n",
+				r.Tensors, r.MaxAbs, 100*r.Lost, r.LostIn)
+			if r.Lost > 0.5 {
+				fmt.Fprintf(w, "warning: in %s most of the update is below the 16-bit spacing of the base's values; keep the adapter separate or merge into a float32 copy of the base\n", r.LostIn)
+			}
+		}
 		return nil
 	}
 	fmt.Fprintf(w, "unmerged %d weights, removed %d modules_to_save tensors merge had added%s, copied %d tensors unchanged → %s\n",
