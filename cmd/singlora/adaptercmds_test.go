@@ -154,6 +154,19 @@ func TestInspectCommand(t *testing.T) {
 			t.Errorf("inspect output lacks %q:\n%s", want, s)
 		}
 	}
+	// PEFT's narrowing keys are shown, in their PEFT forms too.
+	editConfig(t, adapter, func(m map[string]any) {
+		m["exclude_modules"], m["layers_to_transform"], m["layers_pattern"] = ".*\\.head", 3, "layers"
+	})
+	buf.Reset()
+	if err := runInspect([]string{adapter}, &buf); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"excluded:     re:.*\\.head", "layers:       [3] (layers_pattern: layers)"} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("inspect output lacks %q:\n%s", want, buf.String())
+		}
+	}
 	buf.Reset()
 	if err := runInspect([]string{base}, &buf); err != nil {
 		t.Fatal(err)

@@ -125,6 +125,9 @@ type adapterInfo struct {
 	Scaling             float64      `json:"scaling"`
 	RSLoRA              bool         `json:"use_rslora"`
 	Targets             []string     `json:"target_modules"`
+	ExcludeModules      []string     `json:"exclude_modules,omitempty"`
+	LayersToTransform   []int        `json:"layers_to_transform,omitempty"`
+	LayersPattern       []string     `json:"layers_pattern,omitempty"`
 	BaseModel           string       `json:"base_model_name_or_path,omitempty"`
 	Init                string       `json:"init,omitempty"`
 	TrainedSteps        int64        `json:"trained_steps"`
@@ -157,6 +160,7 @@ func describeAdapter(p string) (*adapterInfo, error) {
 	if d.singlora {
 		d.Init, d.RampUpSteps = c.Init, c.RampUpSteps
 	}
+	d.ExcludeModules, d.LayersToTransform, d.LayersPattern = c.ExcludeModules, c.LayersToTransform, c.LayersPattern
 	for _, m := range a.Modules {
 		d.Modules = append(d.Modules, moduleInfo{m.Path, m.In, m.Out, m.Params(), m.In * m.Out})
 		d.BaseParams += m.In * m.Out
@@ -182,6 +186,16 @@ func (d *adapterInfo) text(w io.Writer) {
 	}
 	fmt.Fprintf(w, "scaling:      %g (%s)\n", d.Scaling, mode)
 	fmt.Fprintf(w, "targets:      %s\n", strings.Join(d.Targets, ", "))
+	if len(d.ExcludeModules) > 0 {
+		fmt.Fprintf(w, "excluded:     %s\n", strings.Join(d.ExcludeModules, ", "))
+	}
+	if len(d.LayersToTransform) > 0 {
+		pat := "any name.number"
+		if len(d.LayersPattern) > 0 {
+			pat = strings.Join(d.LayersPattern, ", ")
+		}
+		fmt.Fprintf(w, "layers:       %v (layers_pattern: %s)\n", d.LayersToTransform, pat)
+	}
 	if d.BaseModel != "" {
 		fmt.Fprintf(w, "base model:   %s\n", d.BaseModel)
 	}
