@@ -141,8 +141,7 @@ func PrepareCausal(c Config, dir string, backend compute.Backend, out io.Writer)
 	if err != nil {
 		return nil, err
 	}
-	method, _ := peft.ParseMethod(c.Method) // checked by Validate
-	lo, err := c.LoadOptions(method)
+	lo, err := c.LoadOptions()
 	if err != nil {
 		return nil, err
 	}

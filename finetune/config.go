@@ -172,10 +172,14 @@ func resolveSteps(spec string, total int64, what string) (int64, error) {
 	return int64(float64(total)*f + 0.5), nil
 }
 
-// LoadOptions returns the model-loading settings of the run for method m: the parsed
-// --base-dtype, float32 for a method that trains the base (auto) or an error (bf16/f16: AdamW
-// needs float32 weights to train).
-func (c *Config) LoadOptions(m peft.Method) (models.LoadOptions, error) {
+// LoadOptions returns the model-loading settings of the run: the parsed --base-dtype, float32
+// for a method that trains the base (auto) or an error (bf16/f16: AdamW needs float32 weights to
+// train), and --recompute-blocks.
+func (c *Config) LoadOptions() (models.LoadOptions, error) {
+	m, err := peft.ParseMethod(c.Method)
+	if err != nil {
+		return models.LoadOptions{}, err
+	}
 	d, err := hf.ParseBaseDType(c.BaseDType)
 	if err != nil {
 		return models.LoadOptions{}, fmt.Errorf("--base-dtype: %w", err)
@@ -195,11 +199,7 @@ func (c *Config) Validate() error {
 	if c.Train == "" {
 		return fmt.Errorf("no training data: give --data FILE (JSONL, CSV, TSV or a JSON array)")
 	}
-	m, err := peft.ParseMethod(c.Method)
-	if err != nil {
-		return err
-	}
-	if _, err := c.LoadOptions(m); err != nil {
+	if _, err := c.LoadOptions(); err != nil { // the method and --base-dtype
 		return err
 	}
 	switch c.Task {

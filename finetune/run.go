@@ -379,8 +379,7 @@ func loadEncoder(c Config) (models.Encoder, *model.Store, string, error) {
 	if err != nil {
 		return nil, nil, "", err
 	}
-	method, _ := peft.ParseMethod(c.Method) // checked by Validate
-	lo, err := c.LoadOptions(method)
+	lo, err := c.LoadOptions()
 	if err != nil {
 		return nil, nil, "", err
 	}

@@ -379,9 +379,6 @@ func ParseBaseDType(s string) (BaseDType, error) {
 	return d, nil
 }
 
-// IsHalf reports whether d keeps (some) matrices in 16 bits.
-func (d BaseDType) IsHalf() bool { return d == BaseAuto || d == BaseBF16 || d == BaseF16 }
-
 // For returns the dtype a tensor of checkpoint dtype ckpt and the given rank is held in: float32
 // for vectors and scalars, and for matrices what d says.
 func (d BaseDType) For(ckpt string, rank int) dtypes.DType {
@@ -402,24 +399,6 @@ func (d BaseDType) For(ckpt string, rank int) dtypes.DType {
 		}
 	}
 	return dtypes.Float32
-}
-
-// Resolved returns the single dtype the checkpoint's matrices get under d (what `auto` means for
-// this checkpoint: the dtype of most of its matrix elements), for reports and memory estimates.
-func (w *Weights) Resolved(d BaseDType) dtypes.DType {
-	bytes := map[dtypes.DType]int{}
-	for _, t := range w.tensors {
-		if len(t.Shape) >= 2 {
-			bytes[d.For(t.DType, len(t.Shape))] += t.NumElements()
-		}
-	}
-	best, n := dtypes.Float32, -1
-	for _, dt := range []dtypes.DType{dtypes.Float32, dtypes.BFloat16, dtypes.Float16} {
-		if bytes[dt] > n {
-			best, n = dt, bytes[dt]
-		}
-	}
-	return best
 }
 
 // Load creates (or overwrites) the variable for checkpoint tensor name ("a.b.weight" → variable
