@@ -1,10 +1,13 @@
 package adapterio
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"io"
 	"maps"
 	"math"
+	"os"
 	"path/filepath"
 	"slices"
 
@@ -52,17 +55,25 @@ func (r *Rounding) add(name string, w0, w []float64, written *safetensors.Tensor
 	if written.DType != safetensors.F16 && written.DType != safetensors.BF16 {
 		return nil
 	}
-	got, err := written.Float64s()
-	if err != nil {
-		return err
+	if len(written.Data) != 2*len(w) || len(w0) != len(w) {
+		return fmt.Errorf("tensor %s: %d bytes written for %d values", name, len(written.Data), len(w))
 	}
+	// Decoded in pieces (16-bit values are exact in float32), not as a whole float64 copy.
 	var e2, d2 float64
-	for i := range w {
-		e := got[i] - w[i]
-		r.MaxAbs = max(r.MaxAbs, math.Abs(e))
-		e2 += e * e
-		d := w[i] - w0[i]
-		d2 += d * d
+	got := make([]float32, min(len(w), 4096))
+	for lo := 0; lo < len(w); lo += len(got) {
+		piece := got[:min(len(got), len(w)-lo)]
+		if err := safetensors.DecodeFloat32s(written.DType, written.Data[2*lo:2*(lo+len(piece))], piece); err != nil {
+			return fmt.Errorf("tensor %s: %w", name, err)
+		}
+		for k, g := range piece {
+			i := lo + k
+			e := float64(g) - w[i]
+			r.MaxAbs = max(r.MaxAbs, math.Abs(e))
+			e2 += e * e
+			d := w[i] - w0[i]
+			d2 += d * d
+		}
 	}
 	r.Tensors++
 	if d2 > 0 {
@@ -71,6 +82,17 @@ func (r *Rounding) add(name string, w0, w []float64, written *safetensors.Tensor
 		}
 	}
 	return nil
+}
+
+// MergeOptions are the choices of a merge (MergeCheckpoint).
+type MergeOptions struct {
+	// Unmerge subtracts the adapter's frozen ΔW instead of adding it (see MergeTensors).
+	Unmerge bool
+	// Safe is PEFT's safe_merge: before merging each adapted weight it also checks that the base's
+	// own values are finite, so that a checkpoint that already holds NaN or ±Inf is reported
+	// naming its tensor instead of the merge blaming the adapter. Every tensor a merge writes is
+	// checked for NaN/Inf whether or not Safe is set.
+	Safe bool
 }
 
 // MergeTensors merges (or unmerges) adapter a into the checkpoint base and returns the new file
@@ -86,125 +108,183 @@ func (r *Rounding) add(name string, w0, w []float64, written *safetensors.Tensor
 // original base), and keeps the others it finds (reported as NotRestored: their originals are not
 // in the adapter).
 func MergeTensors(a *Adapter, base *safetensors.File, unmerge bool) (*safetensors.File, MergeReport, error) {
-	var rep MergeReport
-	out := slices.Clone(base.Tensors)
-	index := map[string]int{}
-	for i, t := range out {
-		index[t.Name] = i
-	}
-	added, err := mergeAdded(base.Metadata)
+	return mergeTensors(a, base, MergeOptions{Unmerge: unmerge})
+}
+
+func mergeTensors(a *Adapter, base *safetensors.File, opt MergeOptions) (*safetensors.File, MergeReport, error) {
+	p, err := planMerge(a, base.Tensors, base.Metadata, opt.Unmerge)
 	if err != nil {
-		return nil, rep, err
+		return nil, MergeReport{}, err
 	}
-	changed := map[int]bool{}
+	out := make([]safetensors.Tensor, len(p.tensors))
+	for i := range p.tensors {
+		t := &p.tensors[i]
+		if t.src == srcBase {
+			out[i] = *base.Get(t.Name)
+			continue
+		}
+		out[i], err = p.compute(a, t, base.Get(t.Name), opt)
+		if err != nil {
+			return nil, p.rep, err
+		}
+	}
+	return &safetensors.File{Tensors: out, Metadata: p.metadata}, p.rep, nil
+}
+
+// tensorSource says where a merged checkpoint's tensor comes from.
+type tensorSource int
+
+const (
+	srcBase   tensorSource = iota // the base's tensor, unchanged
+	srcMerged                     // the base's weight with an adapted module's ΔW added (or subtracted)
+	srcSaved                      // one of the adapter's modules_to_save tensors
+)
+
+// plannedTensor is one tensor of a merged checkpoint: its header (Data nil) and its source.
+type plannedTensor struct {
+	safetensors.Tensor
+	src    tensorSource
+	module *Module      // srcMerged
+	saved  *SavedTensor // srcSaved
+}
+
+// mergePlan is a merge decided from the base's header alone: the output tensors in order, the
+// output metadata, and the report's lists (its Rounding is filled in as tensors are computed).
+type mergePlan struct {
+	tensors  []plannedTensor
+	metadata map[string]string
+	rep      MergeReport
+}
+
+// planMerge checks adapter a against the base tensors' headers (names, shapes, dtypes; Data is
+// not read) and metadata, and plans the merge (or unmerge) MergeTensors documents.
+func planMerge(a *Adapter, base []safetensors.Tensor, md map[string]string, unmerge bool) (*mergePlan, error) {
+	p := &mergePlan{tensors: make([]plannedTensor, len(base))}
+	index := map[string]int{}
+	for i, t := range base {
+		index[t.Name] = i
+		p.tensors[i].Tensor = safetensors.Tensor{Name: t.Name, DType: t.DType, Shape: t.Shape}
+	}
+	added, err := mergeAdded(md)
+	if err != nil {
+		return nil, err
+	}
 	for _, m := range a.Modules {
 		name := m.Path + ".weight"
 		i, ok := index[name]
 		if !ok {
-			return nil, rep, fmt.Errorf("module %s: the base has no tensor %s", m.Path, name)
+			return nil, fmt.Errorf("module %s: the base has no tensor %s", m.Path, name)
 		}
-		t := out[i]
+		t := base[i]
 		want := []int{m.Out, m.In}
 		if m.Layout == peft.InOut {
 			want = []int{m.In, m.Out}
 		}
 		if !slices.Equal(t.Shape, want) {
-			return nil, rep, fmt.Errorf("module %s: base tensor %s has shape %v, the adapter needs %v (in=%d, out=%d, layout %s)", m.Path, name, t.Shape, want, m.In, m.Out, m.Layout)
+			return nil, fmt.Errorf("module %s: base tensor %s has shape %v, the adapter needs %v (in=%d, out=%d, layout %s)", m.Path, name, t.Shape, want, m.In, m.Out, m.Layout)
 		}
 		if !safetensors.IsFloat(t.DType) {
-			return nil, rep, fmt.Errorf("module %s: base tensor %s has dtype %s, not a float type", m.Path, name, t.DType)
+			return nil, fmt.Errorf("module %s: base tensor %s has dtype %s, not a float type", m.Path, name, t.DType)
 		}
-		w0, err := t.Float64s()
-		if err != nil {
-			return nil, rep, err
-		}
-		w, err := MergeWeight(a, m, w0, unmerge)
-		if err != nil {
-			return nil, rep, err
-		}
-		nt, err := safetensors.FromFloat64s(name, t.DType, t.Shape, w)
-		if err != nil {
-			return nil, rep, err
-		}
-		if err := checkFinite(nt, w, w0); err != nil {
-			return nil, rep, err
-		}
-		if !unmerge {
-			if err := rep.Rounding.add(name, w0, w, &nt); err != nil {
-				return nil, rep, err
-			}
-		}
-		out[i] = nt
-		changed[i] = true
-		rep.Merged = append(rep.Merged, name)
+		p.tensors[i].src, p.tensors[i].module = srcMerged, m
+		p.rep.Merged = append(p.rep.Merged, name)
 	}
 	drop := map[int]bool{}
-	for _, s := range a.Saved {
+	for k := range a.Saved {
+		s := &a.Saved[k]
 		i, inBase := index[s.Name]
 		switch {
 		case unmerge && inBase && slices.Contains(added, s.Name):
 			drop[i] = true
 			added = slices.DeleteFunc(added, func(n string) bool { return n == s.Name })
-			rep.Removed = append(rep.Removed, s.Name)
+			p.rep.Removed = append(p.rep.Removed, s.Name)
 		case unmerge && inBase:
-			rep.NotRestored = append(rep.NotRestored, s.Name)
+			p.rep.NotRestored = append(p.rep.NotRestored, s.Name)
 		case unmerge:
 		case inBase:
-			t := out[i]
+			t := base[i]
 			if !slices.Equal(t.Shape, s.Shape) {
-				return nil, rep, fmt.Errorf("module to save %s: base shape %v, adapter shape %v", s.Name, t.Shape, s.Shape)
+				return nil, fmt.Errorf("module to save %s: base shape %v, adapter shape %v", s.Name, t.Shape, s.Shape)
 			}
 			if !safetensors.IsFloat(t.DType) {
-				return nil, rep, fmt.Errorf("module to save %s: base dtype %s is not a float type", s.Name, t.DType)
+				return nil, fmt.Errorf("module to save %s: base dtype %s is not a float type", s.Name, t.DType)
 			}
-			nt, err := safetensors.FromFloat32s(s.Name, t.DType, s.Shape, s.Data)
-			if err != nil {
-				return nil, rep, err
-			}
-			if err := checkFinite(nt, nil, nil); err != nil {
-				return nil, rep, err
-			}
-			out[i] = nt
-			changed[i] = true
-			rep.Replaced = append(rep.Replaced, s.Name)
+			p.tensors[i].src, p.tensors[i].saved = srcSaved, s
+			p.rep.Replaced = append(p.rep.Replaced, s.Name)
 		default:
-			nt, err := safetensors.FromFloat32s(s.Name, safetensors.F32, s.Shape, s.Data)
-			if err != nil {
-				return nil, rep, err
-			}
-			out = append(out, nt)
+			p.tensors = append(p.tensors, plannedTensor{Tensor: safetensors.Tensor{Name: s.Name, DType: safetensors.F32, Shape: s.Shape}, src: srcSaved, saved: s})
 			if !slices.Contains(added, s.Name) {
 				added = append(added, s.Name)
 			}
-			rep.Added = append(rep.Added, s.Name)
+			p.rep.Added = append(p.rep.Added, s.Name)
+		}
+	}
+	for i := range base {
+		if p.tensors[i].src == srcBase && !drop[i] {
+			p.rep.Kept++
 		}
 	}
 	if len(drop) > 0 {
-		kept := out[:0:0]
-		for i, t := range out {
+		kept := p.tensors[:0:0]
+		for i, t := range p.tensors {
 			if !drop[i] {
 				kept = append(kept, t)
 			}
 		}
-		out = kept
+		p.tensors = kept
 	}
-	md := maps.Clone(base.Metadata)
+	p.metadata = maps.Clone(md)
 	if len(added) > 0 {
 		slices.Sort(added)
 		b, _ := json.Marshal(added) // a list of strings always marshals
-		if md == nil {
-			md = map[string]string{}
+		if p.metadata == nil {
+			p.metadata = map[string]string{}
 		}
-		md[MergeAddedKey] = string(b)
+		p.metadata[MergeAddedKey] = string(b)
 	} else {
-		delete(md, MergeAddedKey)
+		delete(p.metadata, MergeAddedKey)
 	}
-	for i := range base.Tensors {
-		if !changed[i] && !drop[i] {
-			rep.Kept++
+	return p, nil
+}
+
+// compute returns the data of planned tensor t (not srcBase), given the base's tensor of that
+// name with its data (nil for an added modules_to_save tensor), checking that it is finite; with
+// opt.Safe an adapted weight's base values are checked first. A merge's rounding is added to the
+// plan's report.
+func (p *mergePlan) compute(a *Adapter, t *plannedTensor, base *safetensors.Tensor, opt MergeOptions) (safetensors.Tensor, error) {
+	if t.src == srcSaved {
+		nt, err := safetensors.FromFloat32s(t.Name, t.DType, t.Shape, t.saved.Data)
+		if err != nil {
+			return nt, err
+		}
+		return nt, checkFinite(nt, nil, nil)
+	}
+	if opt.Safe {
+		if err := checkBaseFinite(base, opt.Unmerge); err != nil {
+			return safetensors.Tensor{}, err
 		}
 	}
-	return &safetensors.File{Tensors: out, Metadata: md}, rep, nil
+	w0, err := base.Float64s()
+	if err != nil {
+		return safetensors.Tensor{}, err
+	}
+	w, err := MergeWeight(a, t.module, w0, opt.Unmerge)
+	if err != nil {
+		return safetensors.Tensor{}, err
+	}
+	nt, err := safetensors.FromFloat64s(t.Name, t.DType, t.Shape, w)
+	if err != nil {
+		return nt, err
+	}
+	if err := checkFinite(nt, w, w0); err != nil {
+		return nt, err
+	}
+	if !opt.Unmerge {
+		if err := p.rep.Rounding.add(t.Name, w0, w, &nt); err != nil {
+			return nt, err
+		}
+	}
+	return nt, nil
 }
 
 // mergeAdded returns the tensor names recorded under MergeAddedKey.
@@ -220,66 +300,213 @@ func mergeAdded(md map[string]string) ([]string, error) {
 	return names, nil
 }
 
+// nonFiniteAt returns the index of the first NaN or ±Inf among the little-endian values of the
+// float dtype in b (read from their bits, without decoding the whole tensor), or -1.
+func nonFiniteAt(dtype string, b []byte) int {
+	switch dtype {
+	case safetensors.F32:
+		for j := 0; j+4 <= len(b); j += 4 {
+			if binary.LittleEndian.Uint32(b[j:])&0x7f800000 == 0x7f800000 {
+				return j / 4
+			}
+		}
+	case safetensors.F64:
+		for j := 0; j+8 <= len(b); j += 8 {
+			if binary.LittleEndian.Uint64(b[j:])&0x7ff0000000000000 == 0x7ff0000000000000 {
+				return j / 8
+			}
+		}
+	case safetensors.F16, safetensors.BF16:
+		mask := uint16(0x7c00) // F16: 5 exponent bits
+		if dtype == safetensors.BF16 {
+			mask = 0x7f80 // BF16: 8 exponent bits
+		}
+		for j := 0; j+2 <= len(b); j += 2 {
+			if binary.LittleEndian.Uint16(b[j:])&mask == mask {
+				return j / 2
+			}
+		}
+	}
+	return -1
+}
+
+// valueAt decodes element j of tensor t (a float dtype whose values are at least 2 bytes).
+func valueAt(t *safetensors.Tensor, j int) float64 {
+	size := len(t.Data) / max(t.NumElements(), 1)
+	one := safetensors.Tensor{Name: t.Name, DType: t.DType, Shape: []int{1}, Data: t.Data[j*size : (j+1)*size]}
+	v, _ := one.Float64s() // one element of a float dtype always decodes
+	return v[0]
+}
+
+// position formats flat index j of a tensor of shape as "[row, col]" for a matrix.
+func position(shape []int, j int) string {
+	if len(shape) == 2 && shape[1] > 0 {
+		return fmt.Sprintf("[%d, %d]", j/shape[1], j%shape[1])
+	}
+	return fmt.Sprintf("flat index %d", j)
+}
+
 // checkFinite returns an error naming t and the first position where t, as encoded in its dtype,
 // is NaN or ±Inf. want (the float64 values before rounding to the dtype) and w0 (the base
 // values), when given, are quoted in the error.
 func checkFinite(t safetensors.Tensor, want, w0 []float64) error {
-	vals, err := t.Float64s()
-	if err != nil {
-		return err
+	j := nonFiniteAt(t.DType, t.Data)
+	if j < 0 {
+		return nil
 	}
-	for j, v := range vals {
-		if !math.IsNaN(v) && !math.IsInf(v, 0) {
-			continue
-		}
-		pos := fmt.Sprintf("flat index %d", j)
-		if len(t.Shape) == 2 {
-			pos = fmt.Sprintf("[%d, %d]", j/t.Shape[1], j%t.Shape[1])
-		}
-		detail := ""
-		if want != nil && w0 != nil {
-			detail = fmt.Sprintf(" (merged value %v, base value %v)", want[j], w0[j])
-		}
-		return fmt.Errorf("tensor %s: the merged value at %s is %v in %s%s; the adapter is too large for this checkpoint", t.Name, pos, v, t.DType, detail)
+	detail := ""
+	if want != nil && w0 != nil {
+		detail = fmt.Sprintf(" (merged value %v, base value %v)", want[j], w0[j])
 	}
-	return nil
+	return fmt.Errorf("tensor %s: the merged value at %s is %v in %s%s; the adapter is too large for this checkpoint", t.Name, position(t.Shape, j), valueAt(&t, j), t.DType, detail)
+}
+
+// checkBaseFinite (merge --safe) returns an error naming the base tensor t and the first position
+// where it is already NaN or ±Inf, before anything is merged into it.
+func checkBaseFinite(t *safetensors.Tensor, unmerge bool) error {
+	j := nonFiniteAt(t.DType, t.Data)
+	if j < 0 {
+		return nil
+	}
+	what := "merge into"
+	if unmerge {
+		what = "unmerge from"
+	}
+	return fmt.Errorf("base tensor %s: the value at %s is already %v in %s before any merge: the base checkpoint is not finite, so there is nothing to %s (not the adapter's doing)", t.Name, position(t.Shape, j), valueAt(t, j), t.DType, what)
 }
 
 // MergeFile merges (or with unmerge, unmerges) the adapter folder adapterDir into the safetensors
 // file basePath and writes the result to outPath, copying every other tensor and the metadata
 // unchanged (see MergeTensors for modules_to_save tensors). A SingLoRA module that the adapter's
 // module_shapes does not list takes its [out, in] from the base tensor's shape. Everything is
-// checked and computed before anything is written; the output is written atomically, so outPath
-// may equal basePath without risk of a half-written file. outPath's folder must exist, and
-// outPath may not be a file of the adapter folder.
+// checked before anything is written, and the output is streamed to a temporary file that
+// becomes outPath only once complete and checked, so outPath may equal basePath without risk of
+// a half-written file; an error leaves outPath as it was. Unchanged tensors are copied in pieces
+// and merged ones computed one at a time, so memory stays near the largest merged tensor.
+// outPath's folder must exist, and outPath may not be a file of the adapter folder.
 func MergeFile(basePath, adapterDir, outPath string, unmerge bool) (MergeReport, error) {
+	return mergeFile(basePath, adapterDir, outPath, MergeOptions{Unmerge: unmerge})
+}
+
+func mergeFile(basePath, adapterDir, outPath string, opt MergeOptions) (MergeReport, error) {
 	if err := safetensors.CheckOutputPath(outPath); err != nil {
 		return MergeReport{}, fmt.Errorf("output %w", err)
 	}
-	for _, name := range []string{WeightsFile, ConfigFile} {
-		p := filepath.Join(adapterDir, name)
-		if same, err := SamePath(outPath, p); err != nil {
-			return MergeReport{}, err
-		} else if same {
-			return MergeReport{}, fmt.Errorf("output %s is the adapter's own %s; writing the merged checkpoint there would destroy the adapter: choose another output path", outPath, name)
-		}
+	if err := notAdapterFile(outPath, adapterDir); err != nil {
+		return MergeReport{}, err
 	}
-	f, err := safetensors.Read(basePath)
+	r, err := safetensors.Open(basePath)
 	if err != nil {
 		return MergeReport{}, fmt.Errorf("base checkpoint: %w", err)
 	}
-	a, err := LoadWith(adapterDir, BaseShapes(f.Tensors))
+	defer r.Close()
+	a, err := LoadWith(adapterDir, BaseShapes(r.Tensors))
 	if err != nil {
 		return MergeReport{}, err
 	}
-	merged, rep, err := MergeTensors(a, f, unmerge)
+	p, err := planMerge(a, r.Tensors, r.Metadata, opt.Unmerge)
 	if err != nil {
-		return rep, fmt.Errorf("merge %s into %s: %w; nothing was written", adapterDir, basePath, err)
+		return MergeReport{}, fmt.Errorf("merge %s into %s: %w; nothing was written", adapterDir, basePath, err)
 	}
-	if err := safetensors.Write(outPath, merged.Tensors, merged.Metadata); err != nil {
-		return rep, err
+	if _, err := p.write(outPath, r, a, opt); err != nil {
+		return p.rep, fmt.Errorf("merge %s into %s: %w; nothing was written", adapterDir, basePath, err)
 	}
-	return rep, nil
+	return p.rep, nil
+}
+
+// notAdapterFile refuses an output path that is one of the adapter folder's own files.
+func notAdapterFile(outPath, adapterDir string) error {
+	for _, name := range []string{WeightsFile, ConfigFile} {
+		p := filepath.Join(adapterDir, name)
+		if same, err := SamePath(outPath, p); err != nil {
+			return err
+		} else if same {
+			return fmt.Errorf("output %s is the adapter's own %s; writing the merged checkpoint there would destroy the adapter: choose another output path", outPath, name)
+		}
+	}
+	return nil
+}
+
+// write streams the planned checkpoint to path (atomically, see safetensors.Create): unchanged
+// tensors are copied from the base file r in 1 MiB pieces, the others computed one at a time.
+// It returns the bytes of tensor data written.
+func (p *mergePlan) write(path string, r *safetensors.Reader, a *Adapter, opt MergeOptions) (int64, error) {
+	headers := make([]safetensors.Tensor, len(p.tensors))
+	for i, t := range p.tensors {
+		headers[i] = t.Tensor
+	}
+	sections, f, err := tensorSections(r)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	w, err := safetensors.Create(path, headers, p.metadata)
+	if err != nil {
+		return 0, err
+	}
+	var total int64
+	buf := make([]byte, 1<<20)
+	for i := range p.tensors {
+		t := &p.tensors[i]
+		if t.src == srcBase {
+			n, err := io.CopyBuffer(w, sections[t.Name], buf)
+			total += n
+			if err != nil {
+				w.Abort()
+				return 0, fmt.Errorf("copying tensor %s from %s: %w", t.Name, r.Path(), err)
+			}
+			continue
+		}
+		var base *safetensors.Tensor
+		if t.src == srcMerged {
+			if base, err = r.Tensor(t.Name); err != nil {
+				w.Abort()
+				return 0, err
+			}
+		}
+		nt, err := p.compute(a, t, base, opt)
+		if err != nil {
+			w.Abort()
+			return 0, err
+		}
+		if _, err := w.Write(nt.Data); err != nil {
+			w.Abort()
+			return 0, err
+		}
+		total += int64(len(nt.Data))
+	}
+	return total, w.Close()
+}
+
+// tensorSections opens r's file a second time and returns a reader of each tensor's bytes. The
+// data buffer follows the 8-byte length and the header, and Open checked that the tensors, in
+// the order r lists them, tile it without gaps; the file's size is checked against that layout.
+func tensorSections(r *safetensors.Reader) (map[string]*io.SectionReader, *os.File, error) {
+	f, err := os.Open(r.Path())
+	if err != nil {
+		return nil, nil, err
+	}
+	var n [8]byte
+	st, err := f.Stat()
+	if err == nil {
+		_, err = f.ReadAt(n[:], 0)
+	}
+	if err != nil {
+		_ = f.Close()
+		return nil, nil, fmt.Errorf("%s: %w", r.Path(), err)
+	}
+	off := 8 + int64(binary.LittleEndian.Uint64(n[:]))
+	out := make(map[string]*io.SectionReader, len(r.Tensors))
+	for _, t := range r.Tensors {
+		size, _ := r.ByteSize(t.Name)
+		out[t.Name] = io.NewSectionReader(f, off, int64(size))
+		off += int64(size)
+	}
+	if off != st.Size() {
+		_ = f.Close()
+		return nil, nil, fmt.Errorf("%s changed while being merged (%d bytes, its header says %d)", r.Path(), st.Size(), off)
+	}
+	return out, f, nil
 }
 
 // ExportLoRAFolder exports the adapter folder src as a plain PEFT LoRA adapter folder dst, which
