@@ -41,6 +41,7 @@ race:
 fuzz:
 	.ci/fuzzcheck $(FUZZMIN) go test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./safetensors
 	.ci/fuzzcheck $(FUZZMIN) go test -run '^$$' -fuzz '^FuzzParseConfig$$' -fuzztime $(FUZZTIME) ./adapterio/adapterconfig
+	.ci/fuzzcheck $(FUZZMIN) go test -run '^$$' -fuzz '^FuzzRead$$' -fuzztime $(FUZZTIME) ./gguf
 
 test-short:
 	go test -short -count=1 ./...
