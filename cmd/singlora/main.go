@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"syscall"
+
+	"github.com/singlora/singlora/backend"
 )
 
 // command is one subcommand of the singlora binary. Each lives in its own file and registers
@@ -56,29 +58,73 @@ func usage() {
 	fmt.Fprintln(os.Stderr, "\nFlags may come before or after a command's arguments (\"--\" ends them); list flags (--method, --seed,\n"+
 		"--lr where a command runs several) take values comma-separated or repeated.\n"+
 		"Run \"singlora <command> -h\" (or \"singlora help <command>\") for a command's summary, examples and flags.")
+	fmt.Fprintln(os.Stderr, "\nGlobal flag (any command, before or after its name):\n  "+backendUsage)
+}
+
+// backendUsage documents the global --backend flag (main's usage and every command's -h).
+const backendUsage = "--backend CONFIG   the compute backend: go (the default, " + backend.DefaultConfig + "), xla:cuda or\n" +
+	"                     xla:/absolute/path/to/plugin.so (a build with XLA: make build-xla; docs/GPU.md); the same as SINGLORA_BACKEND"
+
+// takeBackendFlag removes the global flag --backend CONFIG (or --backend=CONFIG, -backend) from
+// args, wherever it stands before a lone "--", checks CONFIG (backend.Validate: a backend this
+// binary lacks or a missing plugin file is refused here, before any work) and sets
+// SINGLORA_BACKEND to it, so that backend.Config and the processes a command starts (sweep's
+// trainers, bench's workloads) use it. Given twice, the last one wins.
+func takeBackendFlag(args []string) ([]string, error) {
+	var out []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			return append(out, args[i:]...), nil
+		}
+		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !strings.HasPrefix(a, "-") || name != "backend" {
+			out = append(out, a)
+			continue
+		}
+		if !hasValue {
+			if i+1 >= len(args) {
+				return nil, fmt.Errorf("--backend needs a value: go, xla:cuda or xla:/absolute/path/to/plugin.so")
+			}
+			i++
+			value = args[i]
+		}
+		if err := backend.Validate(value); err != nil {
+			return nil, fmt.Errorf("--backend: %w", err)
+		}
+		if err := os.Setenv("SINGLORA_BACKEND", value); err != nil {
+			return nil, fmt.Errorf("--backend: %w", err)
+		}
+	}
+	return out, nil
 }
 
 func main() {
-	if len(os.Args) < 2 || os.Args[1] == "help" || os.Args[1] == "-h" || os.Args[1] == "--help" {
-		if len(os.Args) >= 3 {
-			if c, ok := commands[os.Args[2]]; ok {
+	args, err := takeBackendFlag(os.Args[1:])
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "singlora: %v\n", err)
+		os.Exit(2)
+	}
+	if len(args) < 1 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		if len(args) >= 2 {
+			if c, ok := commands[args[1]]; ok {
 				_ = c.Run([]string{"-h"})
 				return
 			}
 		}
 		usage()
-		if len(os.Args) < 2 {
+		if len(args) < 1 {
 			os.Exit(2)
 		}
 		return
 	}
-	c, ok := commands[os.Args[1]]
+	c, ok := commands[args[0]]
 	if !ok {
-		fmt.Fprintf(os.Stderr, "singlora: unknown command %q\n\n", os.Args[1])
+		fmt.Fprintf(os.Stderr, "singlora: unknown command %q\n\n", args[0])
 		usage()
 		os.Exit(2)
 	}
-	if err := c.Run(os.Args[2:]); err != nil {
+	if err := c.Run(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) { // -h: the flag package has printed the usage
 			return
 		}
