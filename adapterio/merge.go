@@ -37,6 +37,14 @@ type MergeReport struct {
 	// Rounding measures what writing merged weights back in 16 bits (an F16/BF16 base) lost, over
 	// all such tensors; zero for float32 bases.
 	Rounding Rounding
+	// A checkpoint folder's merge (MergeCheckpoint) also reports: the shard files written (1 for a
+	// folder with a single model.safetensors), the shard that received the Added tensors, the
+	// other files of the base folder copied (config.json, tokenizer files, …), and the entries
+	// left out (subfolders, weights in other formats, shards the index does not list).
+	Shards    int
+	AddedTo   string
+	Copied    []string
+	NotCopied []string
 }
 
 // Rounding is the effect of rounding merged weights W = W0 + ΔW to the base's 16-bit dtype.
