@@ -234,8 +234,8 @@ func FromTensorsWith(cfg *Config, ts []safetensors.Tensor, shapes ShapeSource) (
 		mat := &Matrix{Shape: slices.Clone(t.Shape), Data: vals}
 		mod, name, ok := splitTensorName(t.Name)
 		if !ok {
-			if len(cfg.ModulesToSave) == 0 {
-				return nil, fmt.Errorf("tensor %s is not an adapter tensor and the config has no modules_to_save", t.Name)
+			if len(cfg.ModulesToSave) == 0 && (cfg.Bias == "" || cfg.Bias == BiasNone) {
+				return nil, fmt.Errorf("tensor %s is not an adapter tensor and the config has no modules_to_save (nor a bias setting that saves biases)", t.Name)
 			}
 			a.Saved = append(a.Saved, SavedTensor{Name: strings.TrimPrefix(t.Name, TensorPrefix), Matrix: *mat})
 			continue
@@ -254,9 +254,8 @@ func FromTensorsWith(cfg *Config, ts []safetensors.Tensor, shapes ShapeSource) (
 	if len(a.Modules) == 0 {
 		return nil, errors.New("the weights file holds no adapter tensors")
 	}
-	r := cfg.R
 	for _, m := range a.Modules {
-		if err := m.resolve(cfg, method, r, shapes); err != nil {
+		if err := m.resolve(cfg, method, cfg.ModuleRank(m.Path), shapes); err != nil {
 			return nil, err
 		}
 	}
@@ -342,7 +341,7 @@ func (a *Adapter) Tensors() ([]safetensors.Tensor, error) {
 	}
 	var out []safetensors.Tensor
 	for _, m := range a.Modules {
-		for _, t := range method.Tensors(m.Spec(), a.Config.R) {
+		for _, t := range method.Tensors(m.Spec(), a.Config.ModuleRank(m.Path)) {
 			mat := m.Tensors[t.Name]
 			if mat == nil {
 				return nil, fmt.Errorf("module %s: missing tensor %s", m.Path, t.Name)

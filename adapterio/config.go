@@ -36,6 +36,10 @@ const (
 const (
 	TypeSingLoRA = adapterconfig.TypeSingLoRA
 	TypeLoRA     = adapterconfig.TypeLoRA
+	// BiasNone, BiasLoRAOnly and BiasAll are the bias settings (Settings.Bias).
+	BiasNone     = adapterconfig.BiasNone
+	BiasLoRAOnly = adapterconfig.BiasLoRAOnly
+	BiasAll      = adapterconfig.BiasAll
 )
 
 // TensorPrefix prefixes every tensor name in the adapter file.

@@ -10,14 +10,14 @@ import (
 )
 
 // host returns the adapter's method and module m as the method's host-side math sees it: the
-// layer, rank, scale s, u frozen at min(trained_steps/ramp_up_steps, 1) (1 without a ramp) and
+// layer, the module's rank and scale s (rank_pattern / alpha_pattern resolved), u frozen at min(trained_steps/ramp_up_steps, 1) (1 without a ramp) and
 // the tensors' data.
 func (a *Adapter) host(m *Module) (tuner.Tuner, tuner.Host, error) {
 	method, pc, err := tuner.ForFile(a.Config)
 	if err != nil {
 		return nil, tuner.Host{}, err
 	}
-	h := tuner.Host{Spec: m.Spec(), Rank: a.Config.R, Scale: a.Config.Scale(), U: pc.Ramp(a.Config.TrainedSteps),
+	h := tuner.Host{Spec: m.Spec(), Rank: a.Config.ModuleRank(m.Path), Scale: a.Config.ModuleScale(m.Path), U: pc.Ramp(a.Config.TrainedSteps),
 		Tensors: make(map[string][]float32, len(m.Tensors))}
 	for name, t := range m.Tensors {
 		h.Tensors[name] = t.Data
@@ -67,12 +67,22 @@ func MergeWeight(a *Adapter, m *Module, w0 []float64, unmerge bool) ([]float64, 
 // ExportLoRA converts the adapter into the equivalent plain PEFT LoRA adapter, with the factors
 // the method gives (tuner.Tuner.AsLoRA; SingLoRA: lora_A = A[:in]ᵀ (r×in), lora_B = s·u·A[:out]
 // (out×r)) and lora_alpha = r, use_rslora false, so that B·A reproduces ΔW (to float32 rounding
-// of B). A LoRA or LoRA+ adapter is returned as it is (a copy of its config); a DoRA adapter is
+// of B). With per-module ranks the export keeps rank_pattern and sets alpha_pattern to the same
+// keys with α = that rank, so every module's scale is 1 again. The bias setting and the saved
+// biases and modules_to_save tensors are kept. A LoRA or LoRA+ adapter is returned as it is (a copy of its config); a DoRA adapter is
 // an error (its magnitude has no LoRA form).
 func ExportLoRA(a *Adapter) (*Adapter, error) {
 	c := *a.Config
 	c.Extra = nil
 	r := a.Config.R
+	var alphas peft.Pattern[float64]
+	for _, e := range a.Config.RankPattern {
+		alphas = append(alphas, peft.PatternEntry[float64]{Key: e.Key, Value: float64(e.Value)})
+	}
+	bias := c.Bias
+	if bias == "" {
+		bias = BiasNone
+	}
 	out := &Adapter{Config: &Config{
 		PeftType:        TypeLoRA,
 		R:               r,
@@ -85,11 +95,11 @@ func ExportLoRA(a *Adapter) (*Adapter, error) {
 		ModulesToSave:   slices.Clone(c.ModulesToSave),
 		BaseModel:       c.BaseModel,
 		TaskType:        c.TaskType,
-		Bias:            "none",
 		InitLoraWeights: []byte("true"),
 		TrainedSteps:    c.TrainedSteps,
 		Seed:            c.Seed,
 	}, Saved: a.Saved}
+	out.Config.Bias, out.Config.RankPattern, out.Config.AlphaPattern = bias, a.Config.RankPattern.Clone(), alphas
 	for _, m := range a.Modules {
 		method, h, err := a.host(m)
 		if err != nil {
@@ -102,9 +112,10 @@ func ExportLoRA(a *Adapter) (*Adapter, error) {
 		if err != nil {
 			return nil, err
 		}
+		mr := h.Rank
 		out.Modules = append(out.Modules, &Module{Path: m.Path, In: m.In, Out: m.Out, Layout: m.Layout, Tensors: map[string]*Matrix{
-			peft.NameLoRAA: {Shape: []int{r, m.In}, Data: la},
-			peft.NameLoRAB: {Shape: []int{m.Out, r}, Data: lb},
+			peft.NameLoRAA: {Shape: []int{mr, m.In}, Data: la},
+			peft.NameLoRAB: {Shape: []int{m.Out, mr}, Data: lb},
 		}})
 	}
 	return out, nil

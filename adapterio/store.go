@@ -48,6 +48,7 @@ func FromStore(inj *peft.Injection, store *model.Store, baseModel string) (*Adap
 		cfg.TrainedSteps = tensors.ToScalar[int64](t)
 	}
 	cfg.ExcludeModules, cfg.LayersToTransform, cfg.LayersPattern = slices.Clone(pc.ExcludeModules), slices.Clone(pc.LayersToTransform), slices.Clone(pc.LayersPattern)
+	cfg.RankPattern, cfg.AlphaPattern, cfg.Bias = pc.RankPattern.Clone(), pc.AlphaPattern.Clone(), pc.Bias
 	method.ToFile(pc, cfg)
 	a := &Adapter{Config: cfg}
 	targets := inj.Targets()
@@ -63,7 +64,7 @@ func FromStore(inj *peft.Injection, store *model.Store, baseModel string) (*Adap
 			cfg.InOutModules = append(cfg.InOutModules, spec.Path)
 		}
 		m := &Module{Path: spec.Path, In: spec.In, Out: spec.Out, Layout: spec.Layout, Tensors: map[string]*Matrix{}}
-		for _, t := range method.Tensors(spec, pc.Rank) {
+		for _, t := range method.Tensors(spec, inj.ModuleConfig(spec.Path).Rank) {
 			v := store.GetVariable(spec.ScopePath() + "/" + t.Name)
 			if v == nil {
 				return nil, fmt.Errorf("save adapter: module %s has no variable %s (was Attach called?)", spec.Path, t.Name)
@@ -79,13 +80,13 @@ func FromStore(inj *peft.Injection, store *model.Store, baseModel string) (*Adap
 		}
 		a.Modules = append(a.Modules, m)
 	}
-	if len(pc.ModulesToSave) > 0 {
+	if len(pc.ModulesToSave) > 0 || pc.Bias != "" {
 		for v := range store.IterVariables() {
 			p := v.Path()
 			if varnames.IsBookkeeping(p) || !v.DType().IsFloat() || peft.IsAdapterVariable(p) {
 				continue
 			}
-			if !pc.IsModuleToSave(p) {
+			if !inj.SavesVariable(p) {
 				continue
 			}
 			vals, err := peft.Float32Values(v)

@@ -179,7 +179,7 @@ func PrepareCausal(c Config, dir string, backend compute.Backend, out io.Writer)
 	if err != nil {
 		return nil, err
 	}
-	if err := CheckRank(c.R, inj.Targets()); err != nil {
+	if err := CheckRank(inj); err != nil {
 		return nil, err
 	}
 	if err := inj.Attach(store); err != nil {

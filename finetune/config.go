@@ -283,12 +283,21 @@ func checkBatch(c Config, n int) error {
 
 // CheckRank refuses an adapter rank wider than an adapted layer: above min(in, out) a layer's ΔW
 // can gain no rank (rank ΔW ≤ min(in, out)) while the adapter's size and memory keep growing.
-func CheckRank(rank int, targets []peft.LinearSpec) error {
+// Each layer's rank is its rank_pattern value, else --rank.
+func CheckRank(inj *peft.Injection) error {
+	targets := inj.Targets()
 	for _, t := range targets {
-		if lim := min(t.In, t.Out); rank > lim {
-			return fmt.Errorf("--rank %d is wider than layer %s (in %d, out %d): a rank above min(in, out) = %d adds parameters but no expressiveness; lower --rank to at most %d, or leave the layer out of --targets",
-				rank, t.Path, t.In, t.Out, lim, minSide(targets))
+		rank := inj.ModuleConfig(t.Path).Rank
+		lim := min(t.In, t.Out)
+		if rank <= lim {
+			continue
 		}
+		if _, key, ok := inj.Config.RankPattern.Lookup(t.Path); ok {
+			return fmt.Errorf("--rank-pattern %s=%d is wider than layer %s (in %d, out %d): a rank above min(in, out) = %d adds parameters but no expressiveness; lower it to at most %d",
+				key, rank, t.Path, t.In, t.Out, lim, lim)
+		}
+		return fmt.Errorf("--rank %d is wider than layer %s (in %d, out %d): a rank above min(in, out) = %d adds parameters but no expressiveness; lower --rank to at most %d, or leave the layer out of --targets (or give it its own rank with --rank-pattern)",
+			rank, t.Path, t.In, t.Out, lim, minSide(targets))
 	}
 	return nil
 }
@@ -314,6 +323,10 @@ func (c *Config) PeftConfig(totalSteps int64) (peft.Config, error) {
 		pc.Targets = c.TargetModules
 	}
 	pc.ExcludeModules, pc.LayersToTransform, pc.LayersPattern = c.ExcludeModules, c.LayersToTransform, c.LayersPattern
+	pc.RankPattern, pc.AlphaPattern, pc.Bias = c.RankPattern.Clone(), c.AlphaPattern.Clone(), c.Bias
+	if pc.Bias == adapterconfig.BiasNone {
+		pc.Bias = ""
+	}
 	if c.Init != "" {
 		pc.Init = peft.Init(c.Init)
 	}

@@ -135,7 +135,7 @@ func Prepare(c Config, dir string, backend compute.Backend, out io.Writer) (*Job
 	if err != nil {
 		return nil, err
 	}
-	if err := CheckRank(c.R, inj.Targets()); err != nil {
+	if err := CheckRank(inj); err != nil {
 		return nil, err
 	}
 	task := &classify.Task{Enc: enc, Inj: inj, Store: store, NumClasses: len(labels), Labels: labels,

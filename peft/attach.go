@@ -31,7 +31,8 @@ func (inj *Injection) Attach(store *model.Store) error {
 	}
 	optim.StepVar(store)
 	for _, spec := range inj.Targets() {
-		specs := method.Tensors(spec, inj.Config.Rank)
+		mc := inj.ModuleConfig(spec.Path)
+		specs := method.Tensors(spec, mc.Rank)
 		scope := spec.ScopePath()
 		wVar := store.GetVariable(scope + "/weight")
 		if wVar == nil {
@@ -57,7 +58,7 @@ func (inj *Injection) Attach(store *model.Store) error {
 		if !missing {
 			continue
 		}
-		vals, err := InitialValues(inj.Config, spec, func() ([]float32, error) { return Float32Values(wVar) })
+		vals, err := InitialValues(mc, spec, func() ([]float32, error) { return Float32Values(wVar) })
 		if err != nil {
 			return err
 		}
@@ -125,7 +126,8 @@ func (inj *Injection) checkModulesToSave(store *model.Store) error {
 // of a registered method's adapter tensors (tuner.IsAdapterTensor).
 func IsAdapterVariable(path string) bool { return tuner.IsAdapterTensor(tuner.VarName(path)) }
 
-// SetTrainable sets every float variable's trainability for the method: ModulesToSave train, and
+// SetTrainable sets every float variable's trainability for the method: ModulesToSave and the
+// biases the bias setting names train (SavesVariable), and
 // otherwise the method decides (tuner.Tuner.Trainable): an adapter method trains its tensors and
 // freezes the base, Full trains every float variable, Frozen none. Internal variables (optimizer
 // state, counters, RNG; see varnames.IsBookkeeping) and non-float ones never train. An
@@ -138,7 +140,7 @@ func (inj *Injection) SetTrainable(store *model.Store) {
 			v.SetTrainable(false)
 			continue
 		}
-		v.SetTrainable(inj.Config.IsModuleToSave(p) || err == nil && method.Trainable(p))
+		v.SetTrainable(inj.SavesVariable(p) || err == nil && method.Trainable(p))
 	}
 }
 

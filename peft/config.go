@@ -60,6 +60,7 @@ const (
 	InitTheory    = peftdef.InitTheory
 	InitKaimingDR = peftdef.InitKaimingDR
 	InitKaiming   = peftdef.InitKaiming
+	InitGaussian  = peftdef.InitGaussian
 )
 
 // Config configures an adapter method and where it applies (see tuner.Config).
@@ -72,3 +73,13 @@ const DefaultLoRAPlusRatio = lora.DefaultPlusRatio
 // (set RampSteps for a ramp; the trainer sets it from a fraction of the total steps), and the
 // method's own defaults (its default init; LoRA+'s λ = 16).
 func DefaultConfig(m Method) Config { return tuner.DefaultConfig(m) }
+
+// Pattern is a rank_pattern or alpha_pattern: per-module values by module-name pattern
+// (defined in peftdef; see peftdef.Pattern for how keys match).
+type Pattern[V int | float64] = peftdef.Pattern[V]
+
+// PatternEntry is one key of a Pattern and its value.
+type PatternEntry[V int | float64] = peftdef.PatternEntry[V]
+
+// ParsePattern parses a --rank-pattern / --alpha-pattern flag, "key=value,key=value".
+func ParsePattern[V int | float64](s string) (Pattern[V], error) { return peftdef.ParsePattern[V](s) }

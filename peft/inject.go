@@ -7,6 +7,9 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/gomlx/gomlx/ml/model"
+
+	"github.com/singlora/singlora/peft/peftdef"
 	"github.com/singlora/singlora/peft/tuner"
 )
 
@@ -38,6 +41,7 @@ type Injection struct {
 	modules map[string]LinearSpec // Modules by path
 	targets map[string]LinearSpec
 	order   []string
+	perMod  map[string]Config // the targets' configs with rank/alpha patterns resolved
 }
 
 // AllLinear is the target pattern that selects every linear layer the model lists.
@@ -103,7 +107,79 @@ func Inject(cfg Config, modules []LinearSpec) (*Injection, error) {
 			inj.order = append(inj.order, m.Path)
 		}
 	}
+	if err := inj.resolvePatterns(); err != nil {
+		return nil, err
+	}
 	return inj, nil
+}
+
+// resolvePatterns gives each target its rank and α (Config.ForModule): every rank_pattern and
+// alpha_pattern key must match some target (a typo must not go unnoticed), and each target's
+// scaling must be usable in float32.
+func (inj *Injection) resolvePatterns() error {
+	c := inj.Config
+	inj.perMod = make(map[string]Config, len(inj.order))
+	for _, p := range inj.order {
+		mc := c.ForModule(p)
+		if err := peftdef.CheckScale(mc.Alpha, mc.Rank, mc.UseRSLoRA); err != nil {
+			return fmt.Errorf("module %s (rank %d, alpha %g): %w", p, mc.Rank, mc.Alpha, err)
+		}
+		inj.perMod[p] = mc
+	}
+	check := func(what string, keys []string) error {
+		for _, k := range keys {
+			found := false
+			for _, p := range inj.order {
+				if peftdef.PatternMatches(k, p) {
+					found = true
+					break
+				}
+			}
+			if !found {
+				return fmt.Errorf("%s key %q matches none of the adapted layers (a key matches the end of a module path on a dot boundary, e.g. \"q_proj\" or \"layers\\.0\\.self_attn\\.q_proj\"); adapted: %s",
+					what, k, strings.Join(first(inj.order, 4), ", ")+map[bool]string{true: ", …", false: ""}[len(inj.order) > 4])
+			}
+		}
+		return nil
+	}
+	var rk, ak []string
+	for _, e := range c.RankPattern {
+		rk = append(rk, e.Key)
+	}
+	for _, e := range c.AlphaPattern {
+		ak = append(ak, e.Key)
+	}
+	if err := check("rank_pattern", rk); err != nil {
+		return err
+	}
+	return check("alpha_pattern", ak)
+}
+
+// ModuleConfig returns the config of the adapted module p, with its rank_pattern / alpha_pattern
+// values (Config.ForModule); for a module that is not adapted, inj's config.
+func (inj *Injection) ModuleConfig(p string) Config {
+	if c, ok := inj.perMod[p]; ok {
+		return c
+	}
+	return inj.Config
+}
+
+// SavesVariable reports whether the store variable at path trains and is saved with the adapter
+// besides the adapter tensors: it lies in a modules_to_save scope, or it is a bias that the
+// config's bias setting trains ("all": every bias; "lora_only": the adapted layers' biases).
+func (inj *Injection) SavesVariable(path string) bool {
+	if inj == nil {
+		return false
+	}
+	if inj.Config.IsModuleToSave(path) {
+		return true
+	}
+	if inj.Config.Bias == "" || !inj.Config.Method.HasAdapter() {
+		return false
+	}
+	scope, _ := model.SplitPath(path)
+	_, adapted := inj.targets[ScopeModule(scope)]
+	return inj.Config.TrainsBias(path, adapted)
 }
 
 // narrowTargets applies ExcludeModules and LayersToTransform to the matched targets: every

@@ -57,7 +57,7 @@ func Linear(inj *Injection, scope *model.Scope, x *Node) *Node {
 	if err != nil {
 		Panicf("peft.Linear: module %q: %v", path, err)
 	}
-	l := &tuner.Layer{Config: inj.Config, Spec: spec, Scope: scope, Graph: g, W: w, B: b,
+	l := &tuner.Layer{Config: inj.ModuleConfig(path), Spec: spec, Scope: scope, Graph: g, W: w, B: b,
 		Base: func(x *Node, withBias bool) *Node {
 			if withBias {
 				return dense(x, w, b, layout, mode)
@@ -163,7 +163,7 @@ func DeltaWeight(inj *Injection, scope *model.Scope, g *Graph, dtype dtypes.DTyp
 	if err != nil {
 		Panicf("peft.DeltaWeight: module %q: %v", path, err)
 	}
-	delta := t.DeltaWeight(&tuner.Layer{Config: inj.Config, Spec: spec, Scope: scope, Graph: g}) // [out, in]
+	delta := t.DeltaWeight(&tuner.Layer{Config: inj.ModuleConfig(spec.Path), Spec: spec, Scope: scope, Graph: g}) // [out, in]
 	if delta == nil {
 		Panicf("peft.DeltaWeight: method %s has no additive ΔW", inj.Config.Method)
 	}

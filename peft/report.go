@@ -44,7 +44,7 @@ func (inj *Injection) Report(store *model.Store) Report {
 			base += spec.Out
 		}
 		r.Layers = append(r.Layers, LayerReport{Path: spec.Path, In: spec.In, Out: spec.Out, Base: base,
-			Trainable: AdapterParams(inj.Config.Method, spec, inj.Config.Rank)})
+			Trainable: AdapterParams(inj.Config.Method, spec, inj.ModuleConfig(spec.Path).Rank)})
 	}
 	return r
 }

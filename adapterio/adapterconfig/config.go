@@ -98,6 +98,50 @@ type Settings struct {
 	ExcludeModules    []string `json:"exclude_modules,omitempty" yaml:"exclude_modules"`
 	LayersToTransform []int    `json:"layers_to_transform,omitempty" yaml:"layers_to_transform"`
 	LayersPattern     []string `json:"layers_pattern,omitempty" yaml:"layers_pattern"`
+	// RankPattern and AlphaPattern override r and lora_alpha per module (PEFT's rank_pattern and
+	// alpha_pattern; see peftdef.Pattern for how keys match). ModuleRank and ModuleAlpha resolve them.
+	RankPattern  peftdef.Pattern[int]     `json:"rank_pattern,omitempty" yaml:"rank_pattern"`
+	AlphaPattern peftdef.Pattern[float64] `json:"alpha_pattern,omitempty" yaml:"alpha_pattern"`
+	// Bias says which biases train and are saved with the adapter (PEFT's bias): "none" (or ""),
+	// "lora_only" (the adapted layers' biases) or "all" (every variable named bias).
+	Bias string `json:"bias,omitempty" yaml:"bias"`
+}
+
+// Bias values (Settings.Bias).
+const (
+	BiasNone     = "none"
+	BiasLoRAOnly = "lora_only"
+	BiasAll      = "all"
+)
+
+// ModuleRank is module's rank: its rank_pattern value, else r.
+func (s *Settings) ModuleRank(module string) int {
+	if v, _, ok := s.RankPattern.Lookup(module); ok {
+		return v
+	}
+	return s.R
+}
+
+// ModuleAlpha is module's α: its alpha_pattern value, else lora_alpha.
+func (s *Settings) ModuleAlpha(module string) float64 {
+	if v, _, ok := s.AlphaPattern.Lookup(module); ok {
+		return v
+	}
+	return s.LoraAlpha
+}
+
+// ModuleScale is module's scaling: ModuleAlpha/ModuleRank (or /√ModuleRank with use_rslora).
+func (s *Settings) ModuleScale(module string) float64 {
+	return peftdef.Scale(s.ModuleAlpha(module), s.ModuleRank(module), s.UseRSLoRA)
+}
+
+// CheckBias reports a bias value other than none, lora_only and all.
+func CheckBias(b string) error {
+	switch b {
+	case "", BiasNone, BiasLoRAOnly, BiasAll:
+		return nil
+	}
+	return fmt.Errorf("bias %q: want %q, %q or %q", b, BiasNone, BiasLoRAOnly, BiasAll)
 }
 
 // Config is adapter_config.json: the Settings plus what a file records about the adapter.
@@ -121,7 +165,6 @@ type Config struct {
 
 	// LoRA family only.
 	UseDora         bool
-	Bias            string
 	InitLoraWeights json.RawMessage
 
 	Seed uint64
@@ -138,6 +181,7 @@ var knownKeys = map[string]bool{
 	"init": true, "module_shapes": true, "in_out_modules": true, "use_dora": true, "bias": true,
 	"init_lora_weights": true, "loraplus_lr_ratio": true, "seed": true,
 	"exclude_modules": true, "layers_to_transform": true, "layers_pattern": true,
+	"rank_pattern": true, "alpha_pattern": true,
 }
 
 // Scale is the adapter scaling: lora_alpha/r, or lora_alpha/√r with use_rslora.
@@ -191,6 +235,12 @@ func (c *Config) MarshalJSON() ([]byte, error) {
 	if len(c.LayersPattern) > 0 {
 		m["layers_pattern"] = c.LayersPattern
 	}
+	if len(c.RankPattern) > 0 {
+		m["rank_pattern"] = c.RankPattern
+	}
+	if len(c.AlphaPattern) > 0 {
+		m["alpha_pattern"] = c.AlphaPattern
+	}
 	m["use_rslora"] = c.UseRSLoRA
 	m["lora_dropout"] = c.LoraDropout
 	m["fan_in_fan_out"] = c.FanInFanOut
@@ -234,6 +284,9 @@ func (c *Config) MarshalJSON() ([]byte, error) {
 			shapes[k] = []int{v[0], v[1]}
 		}
 		m["module_shapes"] = shapes
+	}
+	if c.PeftType != TypeLoRA && c.Bias != "" && c.Bias != BiasNone {
+		m["bias"] = c.Bias
 	}
 	if c.PeftType != TypeSingLoRA && c.TrainedSteps > 0 {
 		m["trained_steps"] = c.TrainedSteps
@@ -316,6 +369,8 @@ func Parse(b []byte) (*Config, error) {
 		{"bias", &c.Bias, false},
 		{"loraplus_lr_ratio", &c.LoraPlusRatio, false},
 		{"seed", &c.Seed, false},
+		{"rank_pattern", &c.RankPattern, false},
+		{"alpha_pattern", &c.AlphaPattern, false},
 	}
 	for _, s := range steps {
 		if err := get(s.key, s.dst, s.required); err != nil {
@@ -409,8 +464,14 @@ func (c *Config) Validate() error {
 	if c.RampUpSteps < 0 || c.TrainedSteps < 0 {
 		return fmt.Errorf("adapter config: ramp_up_steps (%d) and trained_steps (%d) must be ≥ 0", c.RampUpSteps, c.TrainedSteps)
 	}
-	if c.PeftType == TypeLoRA && c.Bias != "" && c.Bias != "none" {
-		return fmt.Errorf("adapter config: bias %q is not supported (only \"none\")", c.Bias)
+	if err := CheckBias(c.Bias); err != nil {
+		return fmt.Errorf("adapter config: %w", err)
+	}
+	if err := c.RankPattern.Check("rank_pattern"); err != nil {
+		return fmt.Errorf("adapter config: %w", err)
+	}
+	if err := c.AlphaPattern.Check("alpha_pattern"); err != nil {
+		return fmt.Errorf("adapter config: %w", err)
 	}
 	if c.PeftType == TypeSingLoRA && c.Init != "" && c.Init != string(peftdef.InitTheory) && c.Init != string(peftdef.InitKaimingDR) {
 		return fmt.Errorf("adapter config: unknown singlora init %q (known: %s, %s)", c.Init, peftdef.InitTheory, peftdef.InitKaimingDR)

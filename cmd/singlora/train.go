@@ -53,6 +53,9 @@ func runTrain(args []string) error {
 		exclude = newListFlag()
 		layers  = newListFlag()
 		lpat    = newListFlag()
+		rankPat = fs.String("rank-pattern", "", "per-module ranks overriding --rank, `KEY=R,...` (PEFT's rank_pattern: a key matches the end of a module path\n"+
+			"on a dot boundary as a regular expression, e.g. q_proj=16 or layers\\.0\\..*=4; the first matching key wins)")
+		alphaPat = fs.String("alpha-pattern", "", "per-module α overriding --alpha, `KEY=ALPHA,...` (PEFT's alpha_pattern; keys as --rank-pattern)")
 	)
 	var c finetune.Config
 	fs.StringVar(&c.Name, "name", "", "run name (for plots and tables)")
@@ -73,12 +76,13 @@ func runTrain(args []string) error {
 	fs.IntVar(&c.R, "rank", d.R, "adapter rank r")
 	fs.Float64Var(&c.LoraAlpha, "alpha", d.LoraAlpha, "adapter α (scale α/r)")
 	fs.BoolVar(&c.UseRSLoRA, "rslora", false, "scale by α/√r")
+	fs.StringVar(&c.Bias, "bias", "", "which biases train and are saved with the adapter: none (default), lora_only (the adapted layers') or all (PEFT's bias)")
 	fs.BoolVar(&c.RecomputeBlocks, "recompute-blocks", false, "Llama/GPT-2: recompute each block in the backward (gradient checkpointing): less activation memory, about one more forward per step")
 	fs.Var(targets, "targets", "the target `modules`: \"all-linear\", names, dotted suffixes or re:REGEX (comma-separated or repeated)")
 	fs.Var(exclude, "exclude-modules", "`modules` not to adapt although --targets match them (names, dotted suffixes or re:REGEX; PEFT's exclude_modules)")
 	fs.Var(layers, "layers-to-transform", "adapt only the targets in these `layers` (numbers, comma-separated; PEFT's layers_to_transform)")
 	fs.Var(lpat, "layers-pattern", "the `name` of the layer list whose number --layers-to-transform reads (\"layers\", \"h\"; default: the first name.number in a path)")
-	fs.StringVar(&c.Init, "init", "", "init: theory (SingLoRA default) or kaiming-dr (public implementations' scale)")
+	fs.StringVar(&c.Init, "init", "", "init: SingLoRA theory (default) or kaiming-dr (public implementations' scale); LoRA/DoRA kaiming (default) or gaussian (PEFT's init_lora_weights)")
 	fs.Float64Var(&c.LoraDropout, "dropout", 0, "adapter input dropout")
 	fs.Float64Var(&c.LoraPlusRatio, "loraplus-ratio", 0, "LoRA+ λ (default 16)")
 	fs.StringVar(&c.Ramp, "ramp", d.Ramp, "SingLoRA ramp T: steps (200) or a fraction of the total (1%)")
@@ -111,6 +115,12 @@ func runTrain(args []string) error {
 	}
 	c.TargetModules = targets.values
 	c.ExcludeModules, c.LayersPattern = exclude.values, lpat.values
+	if c.RankPattern, err = peft.ParsePattern[int](*rankPat); err != nil {
+		return fmt.Errorf("--rank-pattern: %w", err)
+	}
+	if c.AlphaPattern, err = peft.ParsePattern[float64](*alphaPat); err != nil {
+		return fmt.Errorf("--alpha-pattern: %w", err)
+	}
 	for _, v := range layers.values {
 		n, err := strconv.Atoi(strings.TrimSpace(v))
 		if err != nil || n < 0 {
@@ -329,6 +339,13 @@ func apply(cfg *finetune.Config, f finetune.Config, set map[string]bool) {
 	if set["layers-pattern"] {
 		cfg.LayersPattern = f.LayersPattern
 	}
+	if set["rank-pattern"] {
+		cfg.RankPattern = f.RankPattern
+	}
+	if set["alpha-pattern"] {
+		cfg.AlphaPattern = f.AlphaPattern
+	}
+	s("bias", &cfg.Bias, f.Bias)
 	if set["targets"] {
 		cfg.TargetModules = f.TargetModules
 	}

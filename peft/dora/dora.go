@@ -37,7 +37,7 @@ type method struct{}
 
 func (method) Name() tuner.Method          { return peftdef.DoRA }
 func (method) Aliases() []string           { return nil }
-func (method) Inits() []tuner.Init         { return []tuner.Init{peftdef.InitKaiming} }
+func (method) Inits() []tuner.Init         { return lora.Inits }
 func (method) Defaults(*tuner.Config)      {}
 func (method) Validate(tuner.Config) error { return nil }
 func (method) UsesRamp() bool              { return false }
@@ -142,9 +142,9 @@ func (method) DeltaWeight(*tuner.Layer) *Node { return nil }
 
 func (method) PeftType() string { return adapterconfig.TypeLoRA }
 
-// ToFile writes PEFT's DoRA keys: use_dora true, bias "none".
-func (method) ToFile(_ tuner.Config, f *adapterconfig.Config) {
-	f.PeftType, f.UseDora, f.Bias = adapterconfig.TypeLoRA, true, "none"
+// ToFile writes PEFT's DoRA keys: use_dora true, init_lora_weights.
+func (method) ToFile(c tuner.Config, f *adapterconfig.Config) {
+	f.PeftType, f.UseDora, f.InitLoraWeights = adapterconfig.TypeLoRA, true, lora.InitToFile(c.Init)
 }
 
 // FromFile claims LORA configs with use_dora.
@@ -152,7 +152,7 @@ func (method) FromFile(f *adapterconfig.Config, c *tuner.Config) bool {
 	if !f.UseDora {
 		return false
 	}
-	c.Init, c.LoRAPlusRatio = peftdef.InitKaiming, f.LoraPlusRatio
+	c.Init, c.LoRAPlusRatio = lora.InitFromFile(f.InitLoraWeights), f.LoraPlusRatio
 	return true
 }
 

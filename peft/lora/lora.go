@@ -13,6 +13,7 @@ package lora
 import (
 	"fmt"
 	"math"
+	"strings"
 
 	. "github.com/gomlx/gomlx/core/graph" //nolint:revive // graph code reads better dot-imported
 	"github.com/gomlx/gomlx/ml/model"
@@ -48,7 +49,11 @@ type method struct {
 
 func (m *method) Name() tuner.Method  { return m.name }
 func (m *method) Aliases() []string   { return m.aliases }
-func (m *method) Inits() []tuner.Init { return []tuner.Init{peftdef.InitKaiming} }
+func (m *method) Inits() []tuner.Init { return Inits }
+
+// Inits are the initialisations LoRA, LoRA+ and DoRA accept: kaiming (the default) and gaussian,
+// PEFT's init_lora_weights true and "gaussian".
+var Inits = []tuner.Init{peftdef.InitKaiming, peftdef.InitGaussian}
 func (m *method) UsesRamp() bool      { return false }
 
 func (m *method) Validate(tuner.Config) error { return nil }
@@ -82,12 +87,38 @@ func (m *method) Init(c tuner.Config, s tuner.LinearSpec, _ func() ([]float32, e
 }
 
 // InitValues returns LoRA's initial tensors of layer s: A ~ kaiming_uniform(a=√5) on [r, in],
-// whose gain √(2/(1+5)) and fan-in in give the bound √(1/3)·√(3/in) = 1/√in, and B = 0, as PEFT
-// initialises them (so that the adapted layer starts exactly at W0).
+// whose gain √(2/(1+5)) and fan-in in give the bound √(1/3)·√(3/in) = 1/√in (init kaiming), or
+// A ~ N(0, 1/r²) (init gaussian), and B = 0, as PEFT initialises them (so that the adapted layer
+// starts exactly at W0).
 func InitValues(c tuner.Config, s tuner.LinearSpec) map[string][]float32 {
-	return map[string][]float32{
-		NameA: tuner.Uniform(tuner.RNG(c.Seed, s.Path, NameA), c.Rank*s.In, 1/math.Sqrt(float64(s.In))),
-		NameB: make([]float32, s.Out*c.Rank),
+	rng := tuner.RNG(c.Seed, s.Path, NameA)
+	a := tuner.Uniform(rng, c.Rank*s.In, 1/math.Sqrt(float64(s.In)))
+	if c.Init == peftdef.InitGaussian {
+		a = tuner.Normal(rng, c.Rank*s.In, 1/float64(c.Rank))
+	}
+	return map[string][]float32{NameA: a, NameB: make([]float32, s.Out*c.Rank)}
+}
+
+// InitToFile returns init_lora_weights for init: true for kaiming (PEFT's default), "gaussian".
+func InitToFile(init tuner.Init) []byte {
+	if init == peftdef.InitGaussian {
+		return []byte(`"gaussian"`)
+	}
+	return []byte("true")
+}
+
+// InitFromFile reads init_lora_weights: absent or true is kaiming, "gaussian" gaussian. Any other
+// value (false, "pissa", "olora", "loftq", …) is returned as an init no method accepts, so that
+// Config.Validate refuses it by name: those inits change the base weights or start B away from
+// zero, which this package does not implement.
+func InitFromFile(raw []byte) tuner.Init {
+	switch s := strings.TrimSpace(string(raw)); s {
+	case "", "true", "null":
+		return peftdef.InitKaiming
+	case `"gaussian"`:
+		return peftdef.InitGaussian
+	default:
+		return tuner.Init("init_lora_weights=" + s)
 	}
 }
 
@@ -125,9 +156,9 @@ func (m *method) DeltaWeight(l *tuner.Layer) *Node {
 
 func (m *method) PeftType() string { return adapterconfig.TypeLoRA }
 
-// ToFile writes PEFT's LoRA keys: use_dora false, bias "none", and for LoRA+ loraplus_lr_ratio.
+// ToFile writes PEFT's LoRA keys: use_dora false, init_lora_weights, and for LoRA+ loraplus_lr_ratio.
 func (m *method) ToFile(c tuner.Config, f *adapterconfig.Config) {
-	f.PeftType, f.UseDora, f.Bias = adapterconfig.TypeLoRA, false, "none"
+	f.PeftType, f.UseDora, f.InitLoraWeights = adapterconfig.TypeLoRA, false, InitToFile(c.Init)
 	if m.plus {
 		f.LoraPlusRatio = lambda(c)
 	}
@@ -139,7 +170,7 @@ func (m *method) FromFile(f *adapterconfig.Config, c *tuner.Config) bool {
 	if f.UseDora || (f.LoraPlusRatio > 0) != m.plus {
 		return false
 	}
-	c.Init, c.LoRAPlusRatio = peftdef.InitKaiming, f.LoraPlusRatio
+	c.Init, c.LoRAPlusRatio = InitFromFile(f.InitLoraWeights), f.LoraPlusRatio
 	return true
 }
 

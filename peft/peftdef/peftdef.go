@@ -74,6 +74,9 @@ const (
 	// InitKaiming (LoRA and DoRA): A ~ kaiming_uniform(a=√5) on [r, in] (entries ~ U(-1/√in, 1/√in)),
 	// B = 0, as PEFT does.
 	InitKaiming Init = "kaiming"
+	// InitGaussian (LoRA and DoRA): A ~ N(0, 1/r²) on [r, in], B = 0, as PEFT's
+	// init_lora_weights="gaussian".
+	InitGaussian Init = "gaussian"
 )
 
 // Layout says how a linear layer's weight is stored.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/gomlx/gomlx/ml/model"
 
+	"github.com/singlora/singlora/adapterio/adapterconfig"
 	"github.com/singlora/singlora/peft/peftdef"
 )
 
@@ -46,6 +47,14 @@ type Config struct {
 	// ModulesToSave are scope patterns (same syntax as Targets, matched against variable scopes)
 	// whose variables stay trainable and are saved with the adapter, e.g. a classification head.
 	ModulesToSave []string
+	// RankPattern and AlphaPattern override Rank and Alpha per module (PEFT's rank_pattern and
+	// alpha_pattern): the first key matching the end of a module path on a dot boundary decides
+	// (peftdef.Pattern). ForModule resolves them; every key must match some target (Inject).
+	RankPattern  peftdef.Pattern[int]
+	AlphaPattern peftdef.Pattern[float64]
+	// Bias says which biases train and are saved with the adapter (PEFT's bias): "" or "none",
+	// "lora_only" (biases of the adapted layers) or "all" (every variable named "bias").
+	Bias string
 	// LoRAPlusRatio is λ in LoRA+ (η_B = λ·η_A); 0 means the method's default (16).
 	LoRAPlusRatio float64
 	// Seed seeds the adapter initialisation; each module derives its own stream from it and its path.
@@ -73,6 +82,33 @@ func (c Config) DefaultInit() Init {
 		return ""
 	}
 	return t.Inits()[0]
+}
+
+// ForModule returns c as it applies to the module at path p: Rank and Alpha replaced by the
+// values of the first RankPattern / AlphaPattern keys that match p (unchanged where none does).
+func (c Config) ForModule(p string) Config {
+	if r, _, ok := c.RankPattern.Lookup(p); ok {
+		c.Rank = r
+	}
+	if a, _, ok := c.AlphaPattern.Lookup(p); ok {
+		c.Alpha = a
+	}
+	return c
+}
+
+// TrainsBias reports whether the bias variable at path trains and is saved under c.Bias; adapted
+// says whether the variable's module carries an adapter.
+func (c Config) TrainsBias(path string, adapted bool) bool {
+	if VarName(path) != "bias" {
+		return false
+	}
+	switch c.Bias {
+	case adapterconfig.BiasAll:
+		return true
+	case adapterconfig.BiasLoRAOnly:
+		return adapted
+	}
+	return false
 }
 
 // Scale returns the adapter scaling s: Alpha/Rank, or Alpha/√Rank with UseRSLoRA.
@@ -103,6 +139,15 @@ func (c Config) Validate() error {
 		if p == "" || strings.Contains(p, ".") {
 			return fmt.Errorf("peft config: layers_pattern %q: want the name of the layer list (e.g. \"layers\", \"h\")", p)
 		}
+	}
+	if err := adapterconfig.CheckBias(c.Bias); err != nil {
+		return fmt.Errorf("peft config: %w", err)
+	}
+	if err := c.RankPattern.Check("rank_pattern"); err != nil {
+		return fmt.Errorf("peft config: %w", err)
+	}
+	if err := c.AlphaPattern.Check("alpha_pattern"); err != nil {
+		return fmt.Errorf("peft config: %w", err)
 	}
 	for _, pat := range c.ModulesToSave {
 		if pat == AllLinear || pat == "" {

@@ -56,6 +56,15 @@ func RNG(seed uint64, module, tensor string) *rand.Rand {
 	return rand.New(rand.NewPCG(seed, h.Sum64()))
 }
 
+// Normal returns n values ~ N(0, std²) from rng (computed in float64, stored as float32).
+func Normal(rng *rand.Rand, n int, std float64) []float32 {
+	out := make([]float32, n)
+	for i := range out {
+		out[i] = float32(rng.NormFloat64() * std)
+	}
+	return out
+}
+
 // Uniform returns n values ~ U(-bound, bound) from rng (computed in float64, stored as float32).
 func Uniform(rng *rand.Rand, n int, bound float64) []float32 {
 	out := make([]float32, n)

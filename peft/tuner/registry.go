@@ -169,6 +169,12 @@ func ForFile(f *adapterconfig.Config) (Tuner, Config, error) {
 		ExcludeModules:    append([]string(nil), f.ExcludeModules...),
 		LayersToTransform: append([]int(nil), f.LayersToTransform...),
 		LayersPattern:     append([]string(nil), f.LayersPattern...),
+		RankPattern:       f.RankPattern.Clone(),
+		AlphaPattern:      f.AlphaPattern.Clone(),
+		Bias:              f.Bias,
+	}
+	if c.Bias == adapterconfig.BiasNone {
+		c.Bias = ""
 	}
 	var found []Tuner
 	var cfgs []Config

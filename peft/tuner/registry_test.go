@@ -148,8 +148,8 @@ func TestConfigValidateInit(t *testing.T) {
 		{peft.SingLoRA, peft.InitKaimingDR, ""},
 		{peft.LoRA, peft.InitKaiming, ""},
 		{peft.SingLoRA, peft.InitKaiming, `init "kaiming" is for lora, loraplus, dora, not singlora (singlora accepts theory or kaiming-dr)`},
-		{peft.DoRA, peft.InitTheory, `init "theory" is for singlora, not dora (dora accepts kaiming)`},
-		{peft.LoRA, "xavier", `unknown init "xavier" (lora accepts kaiming)`},
+		{peft.DoRA, peft.InitTheory, `init "theory" is for singlora, not dora (dora accepts kaiming or gaussian)`},
+		{peft.LoRA, "xavier", `unknown init "xavier" (lora accepts kaiming or gaussian)`},
 	}
 	for _, c := range cases {
 		cfg := tuner.DefaultConfig(c.m)
