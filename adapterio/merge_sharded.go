@@ -186,8 +186,8 @@ type checkpoint struct {
 
 // openCheckpoint opens the shards of the checkpoint folder dir (listed by its index indexName,
 // or the one model.safetensors when indexName is "") and checks the index against their headers.
-func openCheckpoint(dir, indexName string) (cp *checkpoint, err error) {
-	cp = &checkpoint{dir: dir, indexName: indexName, where: map[string]int{}}
+func openCheckpoint(dir, indexName string) (_ *checkpoint, err error) {
+	cp := &checkpoint{dir: dir, indexName: indexName, where: map[string]int{}}
 	defer func() {
 		if err != nil {
 			cp.close()
