@@ -16,7 +16,6 @@ import (
 	_ "github.com/singlora/singlora/models/all" // the model packages register themselves
 	"github.com/singlora/singlora/models/hf"
 	"github.com/singlora/singlora/models/lm"
-	"github.com/singlora/singlora/peft"
 	"github.com/singlora/singlora/tokenizer/hftok"
 )
 
@@ -25,7 +24,8 @@ func init() {
 		Name:    "generate",
 		Summary: "generate text with a Llama-family or GPT-2 checkpoint folder, optionally with an adapter",
 		Usage: `singlora generate --model ./tiny-llama --prompt "Once upon a time" --max-new-tokens 32
-singlora generate --model ./tiny-llama --adapter ./adapter --prompt "Q: 2+2?" --temperature 0.8 --top-k 40 --seed 1`,
+singlora generate --model ./tiny-llama --adapter ./adapter --prompt "Q: 2+2?" --temperature 0.8 --top-k 40 --seed 1
+singlora generate --model ./tiny-llama --adapter math=runs/a/adapter --adapter chat=runs/b/adapter --active math,chat,none --prompt "Q: 2+2?"`,
 		Run: runGenerate,
 	})
 }
@@ -34,7 +34,12 @@ func runGenerate(args []string) error {
 	fs := newFlags("generate")
 	dir := fs.String("model", "", "Hugging Face model folder (config.json, model.safetensors or sharded + index, tokenizer.json) of a causal LM: model_type "+
 		strings.Join(models.ModelTypes(models.CausalLM), ", "))
-	adapter := fs.String("adapter", "", "adapter folder (adapter_config.json + adapter_model.safetensors) to apply")
+	adapters := newListFlag()
+	fs.Var(adapters, "adapter", "adapter `[NAME=]DIR` (adapter_config.json + adapter_model.safetensors) to apply; repeat it to load several\n"+
+		"onto the one base (named NAME, or after the folder), and choose with --active")
+	active := newListFlag()
+	fs.Var(active, "active", "with several --adapter: the `NAME`s to generate with, in turn, from the one loaded base (\"none\": the\n"+
+		"base alone; \"all\": every adapter); each output line starts with the name")
 	prompt := fs.String("prompt", "", "prompt text (needs tokenizer.json in the model folder)")
 	promptIDs := fs.String("prompt-ids", "", "prompt as comma-separated token ids, instead of --prompt")
 	maxNew := fs.Int("max-new-tokens", 32, "maximum number of tokens to generate")
@@ -64,6 +69,10 @@ func runGenerate(args []string) error {
 	}
 	if *topK < 0 {
 		return fmt.Errorf("--top-k %d: must be ≥ 0 (0: sample among all tokens)", *topK)
+	}
+	set, actives, err := planAdapters(adapters.values, active.values)
+	if err != nil {
+		return err
 	}
 	base, err := hf.ParseBaseDType(*baseDType)
 	if err != nil {
@@ -112,33 +121,92 @@ func runGenerate(args []string) error {
 		return err
 	}
 	eos := cm.EOS()
-	var inj *peft.Injection
-	if *adapter != "" {
-		if inj, err = adapterio.LoadIntoStore(*adapter, store, cm.Linears()); err != nil {
+	adapterSet := adapterio.NewSet(store, cm.Linears())
+	for _, a := range set {
+		if err := adapterSet.Add(a.name, a.dir); err != nil {
 			return err
 		}
 	}
-	gen, err := cm.NewGenerator(be, store, inj, len(ids)+*maxNew)
-	if err != nil {
-		return err
-	}
-	out, err := gen.Generate(ids, *maxNew, lm.SampleOptions{Temperature: *temp, TopK: *topK, Seed: *seed}, eos)
-	if err != nil {
-		return err
-	}
-	if tok == nil {
-		strs := make([]string, len(out))
-		for i, id := range out {
-			strs[i] = strconv.Itoa(id)
+	for _, name := range actives {
+		inj, err := adapterSet.Activate(name)
+		if err != nil {
+			return err
 		}
-		fmt.Println(strings.Join(strs, ","))
-		return nil
+		gen, err := cm.NewGenerator(be, store, inj, len(ids)+*maxNew)
+		if err != nil {
+			return err
+		}
+		out, err := gen.Generate(ids, *maxNew, lm.SampleOptions{Temperature: *temp, TopK: *topK, Seed: *seed}, eos)
+		if err != nil {
+			return err
+		}
+		prefix := ""
+		if len(actives) > 1 {
+			prefix = map[bool]string{true: "none", false: name}[name == ""] + "\t"
+		}
+		if tok == nil {
+			strs := make([]string, len(out))
+			for i, id := range out {
+				strs[i] = strconv.Itoa(id)
+			}
+			fmt.Println(prefix + strings.Join(strs, ","))
+			continue
+		}
+		if len(out) > 0 && out[len(out)-1] == eos {
+			out = out[:len(out)-1]
+		}
+		fmt.Fprint(os.Stdout, prefix+tok.Decode(out), "\n")
 	}
-	if len(out) > 0 && out[len(out)-1] == eos {
-		out = out[:len(out)-1]
-	}
-	fmt.Fprint(os.Stdout, tok.Decode(out), "\n")
 	return nil
+}
+
+// namedAdapter is one --adapter of generate.
+type namedAdapter struct{ name, dir string }
+
+// planAdapters resolves generate's --adapter values ([NAME=]DIR) and --active names into the
+// adapters to load and the adapter names to generate with in turn ("" = the base alone). With
+// no --active: the one adapter, or none; several adapters need --active.
+func planAdapters(values, active []string) ([]namedAdapter, []string, error) {
+	var set []namedAdapter
+	seen := map[string]string{}
+	for _, v := range values {
+		name, dir := adapterio.ParseNamed(v)
+		if name == "none" || name == "all" {
+			return nil, nil, fmt.Errorf("--adapter %s: %q is reserved for --active; name it another way (NAME=DIR)", v, name)
+		}
+		if d, dup := seen[name]; dup {
+			return nil, nil, fmt.Errorf("--adapter: two adapters named %q (%s and %s); name them NAME=DIR", name, d, dir)
+		}
+		seen[name] = dir
+		set = append(set, namedAdapter{name, dir})
+	}
+	names := make([]string, len(set))
+	for i, a := range set {
+		names[i] = a.name
+	}
+	switch {
+	case len(active) == 0 && len(set) <= 1:
+		if len(set) == 1 {
+			return set, []string{set[0].name}, nil
+		}
+		return nil, []string{""}, nil
+	case len(active) == 0:
+		return nil, nil, fmt.Errorf("%d adapters loaded (%s): choose with --active NAME (several: --active a,b; \"none\": the base; \"all\")", len(set), strings.Join(names, ", "))
+	}
+	var out []string
+	for _, a := range active {
+		switch {
+		case a == "none":
+			out = append(out, "")
+		case a == "all":
+			out = append(out, names...)
+		case seen[a] != "":
+			out = append(out, a)
+		default:
+			return nil, nil, fmt.Errorf("--active %s: no --adapter of that name (loaded: %s; or none, all)", a, strings.Join(names, ", "))
+		}
+	}
+	return set, out, nil
 }
 
 // checkPositions checks that a prompt of promptLen tokens plus maxNew new ones fits in the
