@@ -13,7 +13,7 @@ import (
 func init() {
 	register(&command{
 		Name:    "merge",
-		Summary: "merge an adapter into (or --unmerge it from) a safetensors checkpoint: one file, or a Hugging Face folder, sharded or not",
+		Summary: "merge an adapter into (or --unmerge it from) a safetensors checkpoint: a file, or a folder, sharded or not",
 		Details: `Merge writes W0 + ΔW for every adapted module (<m>.weight of --base) and the adapter's modules_to_save
 tensors; --unmerge subtracts ΔW again. A SingLoRA module missing from module_shapes takes its
 [out, in] from --base.
