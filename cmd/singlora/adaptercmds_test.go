@@ -167,6 +167,22 @@ func TestInspectCommand(t *testing.T) {
 			t.Errorf("inspect output lacks %q:\n%s", want, buf.String())
 		}
 	}
+	// Per-module α (alpha_pattern) and the bias setting: the module table gains r, alpha, scaling.
+	editConfig(t, adapter, func(m map[string]any) {
+		delete(m, "layers_to_transform")
+		delete(m, "exclude_modules")
+		delete(m, "layers_pattern")
+		m["alpha_pattern"], m["bias"] = map[string]any{"proj": 6}, "lora_only"
+	})
+	buf.Reset()
+	if err := runInspect([]string{adapter}, &buf); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"alpha_pattern: proj=6", "bias:         lora_only", "r   alpha  scaling", "blk.proj                                                 5       3     2       6        3"} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("inspect output lacks %q:\n%s", want, buf.String())
+		}
+	}
 	buf.Reset()
 	if err := runInspect([]string{base}, &buf); err != nil {
 		t.Fatal(err)

@@ -358,7 +358,7 @@ func TestInspectJSON(t *testing.T) {
 	check("adapter", a, map[string]any{"kind": "adapter", "method": "singlora", "peft_type": "SINGLORA", "r": 2.0, "lora_alpha": 4.0,
 		"scaling": 2.0, "u": 0.5, "trained_steps": 5.0, "ramp_up_steps": 10.0, "init": "theory", "adapter_params": 10.0,
 		"adapted_base_params": 15.0, "target_modules": []any{"proj"},
-		"modules": []any{map[string]any{"path": "blk.proj", "in": 5.0, "out": 3.0, "adapter_params": 10.0, "base_params": 15.0}}})
+		"modules": []any{map[string]any{"path": "blk.proj", "in": 5.0, "out": 3.0, "r": 2.0, "lora_alpha": 4.0, "scaling": 2.0, "adapter_params": 10.0, "base_params": 15.0}}, "bias": "none"})
 	w, _ := a["weights"].(map[string]any)
 	check("adapter weights", w, map[string]any{"params": 10.0,
 		"tensors": []any{map[string]any{"name": "base_model.model.blk.proj.singlora_A.weight", "dtype": "F32", "shape": []any{5.0, 2.0}}}})

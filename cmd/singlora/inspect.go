@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/singlora/singlora/adapterio"
+	"github.com/singlora/singlora/peft"
 	"github.com/singlora/singlora/safetensors"
 )
 
@@ -106,40 +107,46 @@ func (d *fileInfo) text(w io.Writer) {
 
 // moduleInfo is one adapted module of an adapter.
 type moduleInfo struct {
-	Path          string `json:"path"`
-	In            int    `json:"in"`
-	Out           int    `json:"out"`
-	AdapterParams int    `json:"adapter_params"`
-	BaseParams    int    `json:"base_params"`
+	Path          string  `json:"path"`
+	In            int     `json:"in"`
+	Out           int     `json:"out"`
+	Rank          int     `json:"r"`          // rank_pattern resolved
+	Alpha         float64 `json:"lora_alpha"` // alpha_pattern resolved
+	Scaling       float64 `json:"scaling"`
+	AdapterParams int     `json:"adapter_params"`
+	BaseParams    int     `json:"base_params"`
 }
 
 // adapterInfo describes an adapter folder; the JSON keys follow adapter_config.json's where it
 // has them.
 type adapterInfo struct {
-	Kind                string       `json:"kind"` // "adapter"
-	Path                string       `json:"path"`
-	Method              string       `json:"method"`
-	PeftType            string       `json:"peft_type"`
-	Rank                int          `json:"r"`
-	Alpha               float64      `json:"lora_alpha"`
-	Scaling             float64      `json:"scaling"`
-	RSLoRA              bool         `json:"use_rslora"`
-	Targets             []string     `json:"target_modules"`
-	ExcludeModules      []string     `json:"exclude_modules,omitempty"`
-	LayersToTransform   []int        `json:"layers_to_transform,omitempty"`
-	LayersPattern       []string     `json:"layers_pattern,omitempty"`
-	BaseModel           string       `json:"base_model_name_or_path,omitempty"`
-	Init                string       `json:"init,omitempty"`
-	TrainedSteps        int64        `json:"trained_steps"`
-	RampUpSteps         int64        `json:"ramp_up_steps,omitempty"`
-	Ramp                float64      `json:"u"` // u = min(trained_steps/T, 1); 1 for the LoRA family
-	LoraPlusRatio       float64      `json:"loraplus_lr_ratio,omitempty"`
-	ModulesToSave       []string     `json:"modules_to_save,omitempty"`
-	Modules             []moduleInfo `json:"modules"`
-	AdapterParams       int          `json:"adapter_params"`
-	BaseParams          int          `json:"adapted_base_params"`
-	ModulesToSaveParams int          `json:"modules_to_save_params"`
-	Weights             *fileInfo    `json:"weights"`
+	Kind                string                `json:"kind"` // "adapter"
+	Path                string                `json:"path"`
+	Method              string                `json:"method"`
+	PeftType            string                `json:"peft_type"`
+	Rank                int                   `json:"r"`
+	Alpha               float64               `json:"lora_alpha"`
+	Scaling             float64               `json:"scaling"`
+	RSLoRA              bool                  `json:"use_rslora"`
+	Targets             []string              `json:"target_modules"`
+	ExcludeModules      []string              `json:"exclude_modules,omitempty"`
+	LayersToTransform   []int                 `json:"layers_to_transform,omitempty"`
+	LayersPattern       []string              `json:"layers_pattern,omitempty"`
+	RankPattern         peft.Pattern[int]     `json:"rank_pattern,omitempty"`
+	AlphaPattern        peft.Pattern[float64] `json:"alpha_pattern,omitempty"`
+	Bias                string                `json:"bias"`
+	BaseModel           string                `json:"base_model_name_or_path,omitempty"`
+	Init                string                `json:"init,omitempty"`
+	TrainedSteps        int64                 `json:"trained_steps"`
+	RampUpSteps         int64                 `json:"ramp_up_steps,omitempty"`
+	Ramp                float64               `json:"u"` // u = min(trained_steps/T, 1); 1 for the LoRA family
+	LoraPlusRatio       float64               `json:"loraplus_lr_ratio,omitempty"`
+	ModulesToSave       []string              `json:"modules_to_save,omitempty"`
+	Modules             []moduleInfo          `json:"modules"`
+	AdapterParams       int                   `json:"adapter_params"`
+	BaseParams          int                   `json:"adapted_base_params"`
+	ModulesToSaveParams int                   `json:"modules_to_save_params"`
+	Weights             *fileInfo             `json:"weights"`
 
 	singlora bool
 }
@@ -161,8 +168,12 @@ func describeAdapter(p string) (*adapterInfo, error) {
 		d.Init, d.RampUpSteps = c.Init, c.RampUpSteps
 	}
 	d.ExcludeModules, d.LayersToTransform, d.LayersPattern = c.ExcludeModules, c.LayersToTransform, c.LayersPattern
+	d.RankPattern, d.AlphaPattern, d.Bias = c.RankPattern, c.AlphaPattern, c.Bias
+	if d.Bias == "" {
+		d.Bias = adapterio.BiasNone
+	}
 	for _, m := range a.Modules {
-		d.Modules = append(d.Modules, moduleInfo{m.Path, m.In, m.Out, m.Params(), m.In * m.Out})
+		d.Modules = append(d.Modules, moduleInfo{m.Path, m.In, m.Out, c.ModuleRank(m.Path), c.ModuleAlpha(m.Path), c.ModuleScale(m.Path), m.Params(), m.In * m.Out})
 		d.BaseParams += m.In * m.Out
 	}
 	for _, s := range a.Saved {
@@ -185,7 +196,16 @@ func (d *adapterInfo) text(w io.Writer) {
 		mode = "alpha/sqrt(r) (rsLoRA)"
 	}
 	fmt.Fprintf(w, "scaling:      %g (%s)\n", d.Scaling, mode)
+	if len(d.RankPattern) > 0 {
+		fmt.Fprintf(w, "rank_pattern: %s\n", d.RankPattern)
+	}
+	if len(d.AlphaPattern) > 0 {
+		fmt.Fprintf(w, "alpha_pattern: %s\n", d.AlphaPattern)
+	}
 	fmt.Fprintf(w, "targets:      %s\n", strings.Join(d.Targets, ", "))
+	if d.Bias != adapterio.BiasNone {
+		fmt.Fprintf(w, "bias:         %s (trained biases saved with the adapter)\n", d.Bias)
+	}
 	if len(d.ExcludeModules) > 0 {
 		fmt.Fprintf(w, "excluded:     %s\n", strings.Join(d.ExcludeModules, ", "))
 	}
@@ -211,8 +231,17 @@ func (d *adapterInfo) text(w io.Writer) {
 	if len(d.ModulesToSave) > 0 {
 		fmt.Fprintf(w, "modules_to_save: %s\n", strings.Join(d.ModulesToSave, ", "))
 	}
-	fmt.Fprintf(w, "\n%-50s %7s %7s %10s %10s\n", "module", "in", "out", "adapter", "base")
+	perModule := len(d.RankPattern) > 0 || len(d.AlphaPattern) > 0
+	if perModule {
+		fmt.Fprintf(w, "\n%-50s %7s %7s %5s %7s %8s %10s %10s\n", "module", "in", "out", "r", "alpha", "scaling", "adapter", "base")
+	} else {
+		fmt.Fprintf(w, "\n%-50s %7s %7s %10s %10s\n", "module", "in", "out", "adapter", "base")
+	}
 	for _, m := range d.Modules {
+		if perModule {
+			fmt.Fprintf(w, "%-50s %7d %7d %5d %7g %8.4g %10d %10d\n", m.Path, m.In, m.Out, m.Rank, m.Alpha, m.Scaling, m.AdapterParams, m.BaseParams)
+			continue
+		}
 		fmt.Fprintf(w, "%-50s %7d %7d %10d %10d\n", m.Path, m.In, m.Out, m.AdapterParams, m.BaseParams)
 	}
 	fmt.Fprintf(w, "adapter params: %d in %d modules (adapted base weights: %d)", d.AdapterParams, len(d.Modules), d.BaseParams)
