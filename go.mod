@@ -12,6 +12,7 @@ require (
 	golang.org/x/image v0.26.0
 	golang.org/x/sys v0.48.0
 	golang.org/x/text v0.35.0
+	gonum.org/v1/gonum v0.17.0
 	gopkg.in/yaml.v3 v3.0.1
 )
 
