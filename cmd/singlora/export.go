@@ -12,17 +12,23 @@ import (
 func init() {
 	register(&command{
 		Name:    "export",
-		Summary: "export a SingLoRA adapter as a plain PEFT LoRA adapter",
-		Usage:   "singlora export --format lora --adapter ADAPTER_DIR --out LORA_DIR",
+		Summary: "export an adapter as a plain PEFT LoRA adapter, or as llama.cpp GGUF (adapter or whole model)",
+		Usage: "singlora export --format lora --adapter ADAPTER_DIR --out LORA_DIR\n" +
+			"singlora export --format gguf --adapter ADAPTER_DIR --base HF_DIR --out adapter.gguf\n" +
+			"singlora export --format gguf --model HF_DIR [--adapter ADAPTER_DIR --merge] --dtype f16 --out model.gguf",
 		Run:     func(args []string) error { return runExport(args, os.Stdout) },
 	})
 }
 
 func runExport(args []string, w io.Writer) error {
 	fs := newFlags("export")
-	format := fs.String("format", "lora", "output format (only \"lora\": lora_A = A[:in]ᵀ, lora_B = s·u·A[:out], lora_alpha = r)")
+	format := fs.String("format", "lora", "output format: \"lora\" (a PEFT LoRA folder: lora_A = A[:in]ᵀ, lora_B = s·u·A[:out], lora_alpha = r) or \"gguf\" (llama.cpp: an adapter with --adapter --base, a whole model with --model)")
 	adapter := fs.String("adapter", "", "source adapter folder")
-	out := fs.String("out", "", "the output adapter folder (not the --adapter folder; its parent folder must exist)")
+	base := fs.String("base", "", "gguf adapter export: the HF base model folder the adapter was trained on (its config.json)")
+	modelDir := fs.String("model", "", "gguf model export: the HF Llama-family model folder (config.json, safetensors, tokenizer.json)")
+	merge := fs.Bool("merge", false, "gguf model export: merge --adapter into the weights")
+	dtype := fs.String("dtype", "", "gguf: type of the matrices, f32, f16 or bf16 (default: f32 for an adapter, f16 for a model)")
+	out := fs.String("out", "", "lora: the output adapter folder (not the --adapter folder; its parent folder must exist); gguf: the output .gguf file")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
@@ -30,8 +36,15 @@ func runExport(args []string, w io.Writer) error {
 	if err := wantArgs(pos, 0, 0, ""); err != nil {
 		return err
 	}
-	if *format != "lora" {
-		return fmt.Errorf("unknown --format %q (supported: lora)", *format)
+	switch *format {
+	case "lora":
+		if *base != "" || *modelDir != "" || *merge || *dtype != "" {
+			return fmt.Errorf("--base, --model, --merge and --dtype are for --format gguf")
+		}
+	case "gguf":
+		return runExportGGUF(w, ggufExport{adapter: *adapter, base: *base, model: *modelDir, merge: *merge, dtype: *dtype, out: *out})
+	default:
+		return fmt.Errorf("unknown --format %q (supported: lora, gguf)", *format)
 	}
 	if err := required(map[string]string{"adapter": *adapter, "out": *out}, "adapter", "out"); err != nil {
 		return err
