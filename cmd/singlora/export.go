@@ -16,7 +16,7 @@ func init() {
 		Usage: "singlora export --format lora --adapter ADAPTER_DIR --out LORA_DIR\n" +
 			"singlora export --format gguf --adapter ADAPTER_DIR --base HF_DIR --out adapter.gguf\n" +
 			"singlora export --format gguf --model HF_DIR [--adapter ADAPTER_DIR --merge] --dtype f16 --out model.gguf",
-		Run:     func(args []string) error { return runExport(args, os.Stdout) },
+		Run: func(args []string) error { return runExport(args, os.Stdout) },
 	})
 }
 

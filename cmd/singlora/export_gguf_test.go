@@ -29,7 +29,9 @@ const nodeLlamaCppVersion = "3.22.1"
 // byteAlphabet is GPT-2's bytes_to_unicode: printable bytes stand for themselves, the others map
 // to U+0100 onwards.
 func byteAlphabet() []string {
-	printable := func(b int) bool { return (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF) }
+	printable := func(b int) bool {
+		return (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF)
+	}
 	out := make([]string, 256)
 	n := 0
 	for b := 0; b < 256; b++ {
