@@ -33,8 +33,8 @@ const (
 //
 // For a folder, out is a folder receiving the merged shards under the same names, the index with
 // weight_map and metadata.total_size (and total_parameters, when the base's index has it)
-// recomputed, and the base folder's other top-level files (config.json, tokenizer files, …),
-// hard-linked where possible or copied. Subfolders, weights in other formats (.bin, .pt, .pth,
+// recomputed, and copies of the base folder's other top-level files (config.json, tokenizer
+// files, …; symbolic links followed). Subfolders, weights in other formats (.bin, .pt, .pth,
 // .ckpt, .h5, .msgpack, .gguf, .onnx, …) and *.safetensors files or indexes that are not the
 // checkpoint's are not copied, as they would hold unmerged weights (MergeReport.NotCopied).
 //
@@ -125,6 +125,9 @@ func checkOutFolder(out, baseDir, adapterDir string) error {
 		return err
 	} else if same {
 		return fmt.Errorf("output folder %s is the base checkpoint folder: merging in place would replace the checkpoint being read; write to a new folder (and rename it afterwards if you want it there)", out)
+	}
+	if strings.HasSuffix(out, ".safetensors") {
+		return fmt.Errorf("output %s names a .safetensors file, but merging a checkpoint folder writes a folder (shards, index and the other files): give a folder path, or give one .safetensors file as the base", out)
 	}
 	st, err := os.Stat(out)
 	if errors.Is(err, os.ErrNotExist) {
@@ -410,7 +413,7 @@ func (cp *checkpoint) indexJSON(weightMap map[string]string, size, params int64)
 // leaves out (they would hold the unmerged weights).
 var otherWeightExts = []string{".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".gguf", ".onnx", ".npz", ".pkl", ".safetensors"}
 
-// copyOthers hard-links (or copies) into tmp the top-level files of the base folder that are not
+// copyOthers copies into tmp the top-level files of the base folder that are not
 // its weights — config.json, tokenizer files, … — following symbolic links (a Hugging Face
 // cache snapshot links its files to blobs). It returns the names copied and those left out.
 func (cp *checkpoint) copyOthers(tmp string) (copied, left []string, err error) {
@@ -436,7 +439,7 @@ func (cp *checkpoint) copyOthers(tmp string) (copied, left []string, err error) 
 			left = append(left, name)
 			continue
 		}
-		if err := linkOrCopy(src, filepath.Join(tmp, name), st.Mode().Perm()); err != nil {
+		if err := copyFile(src, filepath.Join(tmp, name), st.Mode().Perm()); err != nil {
 			return nil, nil, fmt.Errorf("copying %s: %w", src, err)
 		}
 		copied = append(copied, name)
@@ -444,17 +447,10 @@ func (cp *checkpoint) copyOthers(tmp string) (copied, left []string, err error) 
 	return copied, left, nil
 }
 
-// linkOrCopy hard-links the file src (symbolic links resolved) at dst, or copies it where a link
-// cannot be made (another file system).
-func linkOrCopy(src, dst string, perm os.FileMode) error {
-	target, err := filepath.EvalSymlinks(src)
-	if err != nil {
-		return err
-	}
-	if os.Link(target, dst) == nil {
-		return nil
-	}
-	in, err := os.Open(target)
+// copyFile copies the file src (symbolic links followed) to the new file dst, synced. A copy, not
+// a hard link: editing the merged folder's config.json in place must not edit the base's.
+func copyFile(src, dst string, perm os.FileMode) error {
+	in, err := os.Open(src)
 	if err != nil {
 		return err
 	}

@@ -303,6 +303,9 @@ func TestShardedMergeMatchesUnsharded(t *testing.T) {
 				if err != nil || !st.Mode().IsRegular() || readBytes(t, filepath.Join(out, name)) != readBytes(t, filepath.Join(sb.dir, name)) {
 					t.Errorf("%s not copied as a regular file with the base's content: %v", name, err)
 				}
+				if bst, _ := os.Stat(filepath.Join(sb.dir, name)); os.SameFile(st, bst) {
+					t.Errorf("%s is a hard link to the base's: editing it in place would edit the base", name)
+				}
 			}
 			for _, name := range []string{"pytorch_model.bin", "original"} {
 				if _, err := os.Stat(filepath.Join(out, name)); err == nil {
@@ -564,7 +567,8 @@ func TestShardedMergeOutputRefused(t *testing.T) {
 	}{
 		{"in place", sb.dir, ad, sb.dir, "is the base checkpoint folder: merging in place would replace the checkpoint being read"},
 		{"in place by index", filepath.Join(sb.dir, ModelIndexFile), ad, sb.dir + "/", "is the base checkpoint folder"},
-		{"a file", sb.dir, ad, file, "is a file, but merging a checkpoint folder writes a folder"},
+		{"a file", sb.dir, ad, file, "names a .safetensors file, but merging a checkpoint folder writes a folder"},
+		{"an existing file", sb.dir, ad, filepath.Join(busy, "notes.txt"), "is a file, but merging a checkpoint folder writes a folder"},
 		{"an unrelated folder", sb.dir, ad, busy, "exists and is not a checkpoint folder"},
 		{"the folder holding the adapter", sb.dir, inner, holder, "contains the adapter " + inner},
 		{"the folder holding the base", sb.dir, ad, tmp, "contains the base checkpoint"},
