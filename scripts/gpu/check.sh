@@ -8,7 +8,7 @@
 # On the GPU machine: /opt/torch/.venv with jax-cuda13-pjrt (the plugin), the nvidia-* wheels,
 # torch, transformers, peft. No network is used: the tiny checkpoint and data are written here.
 #
-# Environment: OUT (results; default ./gpu-out), BUDGET (seconds for the whole run, default 500),
+# Environment: OUT (results; default /tmp/singlora-gpu-out), BUDGET (seconds for the whole run, default 500),
 # DRY=1 (no GPU: the "xla" side runs on the go backend as go:ops_sequential, the GPU-only steps
 # are skipped; checks the script itself on a CPU machine), VENV, PLUGIN (the PJRT plugin .so),
 # WORK (scratch for checkpoints and caches; never under OUT, whose files travel back).
@@ -19,7 +19,7 @@
 set -u
 cd "$(dirname "$0")/../.."
 START=$(date +%s)
-OUT=${OUT:-$PWD/gpu-out}
+OUT=${OUT:-/tmp/singlora-gpu-out}
 DRY=${DRY:-0}
 BUDGET=${BUDGET:-500}
 BIN=${BIN:-$PWD/bin/singlora-xla}
