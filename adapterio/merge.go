@@ -116,22 +116,22 @@ type MergeOptions struct {
 // original base), and keeps the others it finds (reported as NotRestored: their originals are not
 // in the adapter).
 func MergeTensors(a *Adapter, base *safetensors.File, unmerge bool) (*safetensors.File, MergeReport, error) {
-	return mergeTensors(a, base, MergeOptions{Unmerge: unmerge})
-}
-
-func mergeTensors(a *Adapter, base *safetensors.File, opt MergeOptions) (*safetensors.File, MergeReport, error) {
-	p, err := planMerge(a, base.Tensors, base.Metadata, opt.Unmerge)
+	p, err := planMerge(a, base.Tensors, base.Metadata, unmerge)
 	if err != nil {
 		return nil, MergeReport{}, err
+	}
+	byName := make(map[string]*safetensors.Tensor, len(base.Tensors))
+	for i := range base.Tensors {
+		byName[base.Tensors[i].Name] = &base.Tensors[i]
 	}
 	out := make([]safetensors.Tensor, len(p.tensors))
 	for i := range p.tensors {
 		t := &p.tensors[i]
 		if t.src == srcBase {
-			out[i] = *base.Get(t.Name)
+			out[i] = *byName[t.Name]
 			continue
 		}
-		out[i], err = p.compute(a, t, base.Get(t.Name), opt)
+		out[i], err = p.compute(a, t, byName[t.Name], MergeOptions{Unmerge: unmerge})
 		if err != nil {
 			return nil, p.rep, err
 		}
