@@ -10,6 +10,9 @@ import (
 	"os"
 	"strings"
 
+	"github.com/gomlx/compute"
+
+	"github.com/singlora/singlora/adapterio"
 	"github.com/singlora/singlora/backend"
 	"github.com/singlora/singlora/classify"
 	"github.com/singlora/singlora/data"
@@ -114,12 +117,27 @@ func parseRunArgs(fs *flag.FlagSet, args []string, run, cache *string) ([]string
 
 func runClassify(args []string, stdin io.Reader, w, stderr io.Writer) error {
 	fs := newFlags("classify")
-	run, checkpoint, cache := runFlags(fs)
+	runs := newListFlag()
+	fs.Var(runs, "run", "the run folder to read (written by singlora train or demo; required), `[NAME=]RUN`; repeat it to load several\n"+
+		"adapter runs of one model onto one base and choose with --active")
+	checkpoint := fs.String("checkpoint", "", checkpointUsage)
+	cache := cacheFlag(fs)
+	active := newListFlag()
+	fs.Var(active, "active", "with several --run: the `NAME`s to classify with, in turn (\"all\": every run); each JSON line gets \"run\": NAME")
 	dataPath := fs.String("data", "", "classify a data file instead (its label column, if any, gives the accuracy)")
 	textCol := fs.String("text-column", "", "text column of --data (default text)")
 	labelCol := fs.String("label-column", "", "label column of --data (default label)")
-	pos, err := parseRunArgs(fs, args, run, cache)
+	pos, err := parseArgs(fs, args)
 	if err != nil {
+		return err
+	}
+	if err := wantArgs(pos, 0, -1, "texts"); err != nil {
+		return err
+	}
+	if len(runs.values) == 0 {
+		return fmt.Errorf("--run is required: the run folder (from singlora train or demo) whose adapter and head to use")
+	}
+	if err := useCache(fs, *cache); err != nil {
 		return err
 	}
 	var texts, gold []string
@@ -139,18 +157,53 @@ func runClassify(args []string, stdin io.Reader, w, stderr io.Writer) error {
 			return err
 		}
 	}
-	task, err := loadRun("classify", *run, *checkpoint, stderr)
-	if err != nil {
-		return err
-	}
 	be, err := backend.Get()
 	if err != nil {
 		return err
 	}
+	if len(runs.values) == 1 && len(active.values) == 0 {
+		task, err := loadRun("classify", runs.values[0], *checkpoint, stderr)
+		if err != nil {
+			return err
+		}
+		return classifyWith(task, be, "", texts, gold, w, stderr)
+	}
+	named, actives, err := planRuns(runs.values, active.values)
+	if err != nil {
+		return err
+	}
+	cs, err := finetune.LoadClassifiers(named, *checkpoint)
+	if err != nil {
+		return err
+	}
+	for _, r := range named {
+		fmt.Fprintf(stderr, "classify: %s: weights from %s\n", r.Name, cs.Weights(r.Name))
+	}
+	for _, name := range actives {
+		task, err := cs.Activate(name)
+		if err != nil {
+			return err
+		}
+		task.Warnings = stderr
+		label := name
+		if len(actives) == 1 {
+			label = ""
+		}
+		if err := classifyWith(task, be, label, texts, gold, w, stderr); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// classifyWith writes task's prediction for each text as a JSON line (with "run": name when name
+// is set) and, with gold labels, the accuracy on stderr.
+func classifyWith(task *classify.Task, be compute.Backend, name string, texts, gold []string, w, stderr io.Writer) error {
 	p, err := task.NewPredictor(be)
 	if err != nil {
 		return err
 	}
+	defer p.Close()
 	lp, err := p.LogProbs(task.Tokenize(texts))
 	if err != nil {
 		return err
@@ -160,6 +213,9 @@ func runClassify(args []string, stdin io.Reader, w, stderr io.Writer) error {
 	for i, row := range lp {
 		k := classify.Best(row)
 		out := map[string]any{"text": texts[i], "prediction": task.Labels[k], "log_probs": row}
+		if name != "" {
+			out["run"] = name
+		}
 		if gold != nil {
 			out["label"] = gold[i]
 			if data.CanonicalLabel(gold[i]) == data.CanonicalLabel(task.Labels[k]) {
@@ -171,9 +227,54 @@ func runClassify(args []string, stdin io.Reader, w, stderr io.Writer) error {
 		}
 	}
 	if gold != nil {
-		fmt.Fprintf(stderr, "accuracy %.4f on %d examples\n", float64(correct)/float64(len(gold)), len(gold))
+		who := ""
+		if name != "" {
+			who = name + ": "
+		}
+		fmt.Fprintf(stderr, "%saccuracy %.4f on %d examples\n", who, float64(correct)/float64(len(gold)), len(gold))
 	}
 	return nil
+}
+
+// planRuns resolves classify's --run values ([NAME=]RUN; a bare folder is named after its last
+// element) and --active names into the runs to load and the names to classify with in turn.
+// Several runs need --active.
+func planRuns(values, active []string) ([]finetune.NamedRun, []string, error) {
+	var runs []finetune.NamedRun
+	seen := map[string]bool{}
+	for _, v := range values {
+		name, dir := adapterio.ParseNamed(v)
+		if name == "all" {
+			return nil, nil, fmt.Errorf("--run %s: the name \"all\" is reserved for --active; name it another way (NAME=RUN)", v)
+		}
+		if seen[name] {
+			return nil, nil, fmt.Errorf("--run: two runs named %q; name them NAME=RUN", name)
+		}
+		seen[name] = true
+		runs = append(runs, finetune.NamedRun{Name: name, Dir: dir})
+	}
+	names := make([]string, len(runs))
+	for i, r := range runs {
+		names[i] = r.Name
+	}
+	if len(active) == 0 {
+		if len(runs) == 1 {
+			return runs, names, nil
+		}
+		return nil, nil, fmt.Errorf("%d runs loaded (%s): choose with --active NAME (several: --active a,b; or all)", len(runs), strings.Join(names, ", "))
+	}
+	var out []string
+	for _, a := range active {
+		switch {
+		case a == "all":
+			out = append(out, names...)
+		case seen[a]:
+			out = append(out, a)
+		default:
+			return nil, nil, fmt.Errorf("--active %s: no --run of that name (loaded: %s; or all)", a, strings.Join(names, ", "))
+		}
+	}
+	return runs, out, nil
 }
 
 func runEmbed(args []string, stdin io.Reader, w, stderr io.Writer) error {

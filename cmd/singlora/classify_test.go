@@ -154,4 +154,56 @@ func TestClassifyDemoRun(t *testing.T) {
 			t.Errorf("%s: embed printed %.80q, stderr %q", m.Name, out.String(), errOut.String())
 		}
 	}
+
+	// Several runs on one base: --run NAME=RUN repeated and --active; each run's lines equal the
+	// run classified alone (the same adapter run under two names, and its best checkpoint).
+	sing := filepath.Join(runDir, "singlora")
+	classifyOut := func(args ...string) (string, string, error) {
+		var out, errOut strings.Builder
+		err := runClassify(append(args, "fine", "dull"), strings.NewReader(""), &out, &errOut)
+		return out.String(), errOut.String(), err
+	}
+	aloneOut, _, err := classifyOut("--run", sing)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bestOut, _, err := classifyOut("--run", sing, "--checkpoint", "best")
+	if err != nil {
+		t.Fatal(err)
+	}
+	both, stderr, err := classifyOut("--run", "a="+sing, "--run", "b="+sing, "--active", "b,a")
+	if err != nil {
+		t.Fatalf("two runs: %v\n%s", err, stderr)
+	}
+	withRun := func(lines, name string) string {
+		var sb strings.Builder
+		for _, l := range strings.Split(strings.TrimSpace(lines), "\n") {
+			var m map[string]any
+			if err := json.Unmarshal([]byte(l), &m); err != nil {
+				t.Fatal(err)
+			}
+			m["run"] = name
+			b, _ := json.Marshal(m)
+			sb.Write(append(b, '\n'))
+		}
+		return sb.String()
+	}
+	if want := withRun(aloneOut, "b") + withRun(aloneOut, "a"); both != want {
+		t.Errorf("two runs printed\n%s\nwant\n%s", both, want)
+	}
+	if one, _, err := classifyOut("--run", "a="+sing, "--run", "b="+sing, "--active", "a", "--checkpoint", "best"); err != nil || one != bestOut {
+		t.Errorf("--active a --checkpoint best printed %q (%v), want %q", one, err, bestOut)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--run", "a=" + sing, "--run", "b=" + sing}, "choose with --active"},
+		{[]string{"--run", "a=" + sing, "--run", "f=" + filepath.Join(runDir, "frozen"), "--active", "a"}, "classify it on its own"},
+		{[]string{"--run", "a=" + sing, "--active", "z"}, "no --run of that name"},
+	} {
+		if _, _, err := classifyOut(tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: %v, want %q", tc.args, err, tc.want)
+		}
+	}
 }
