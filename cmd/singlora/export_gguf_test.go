@@ -78,13 +78,18 @@ func writeByteBPE(t *testing.T, dir string) int {
 	return len(vocab)
 }
 
-// ggufLlama writes a random 2-layer Llama with grouped-query attention (4 heads, 2 key-value
-// heads, head_dim 16) and a byte-level BPE tokenizer (vocab padded past the tokenizer's tokens),
-// untied LM head unless tied; it returns the folder and its config.
-func ggufLlama(t *testing.T, tied bool) (string, *llama.Config) {
+// ggufLlama writes a random 2-layer Llama-family model of modelType (llama, or qwen2 with its q/k/v
+// biases) with grouped-query attention (4 heads, 2 key-value heads, head_dim 16) and a byte-level
+// BPE tokenizer (vocab padded past the tokenizer's tokens), untied LM head unless tied; it returns
+// the folder and its config.
+func ggufLlama(t *testing.T, modelType string, tied bool) (string, *llama.Config) {
 	t.Helper()
 	const d, inter, layers, heads, kvh, v = 64, 96, 2, 4, 2, 280
 	hd := d / heads
+	std := 4.0 // per 1/in: a tied head's logits favour the last token unless the layers are loud
+	if tied {
+		std = 12
+	}
 	ck := hftest.New(21)
 	ck.Rand("model.embed_tokens.weight", 0, 1, v, d)
 	for i := 0; i < layers; i++ {
@@ -94,7 +99,10 @@ func ggufLlama(t *testing.T, tied bool) (string, *llama.Config) {
 			in, out int
 		}{{"self_attn.q_proj", d, heads * hd}, {"self_attn.k_proj", d, kvh * hd}, {"self_attn.v_proj", d, kvh * hd},
 			{"self_attn.o_proj", heads * hd, d}, {"mlp.gate_proj", d, inter}, {"mlp.up_proj", d, inter}, {"mlp.down_proj", inter, d}} {
-			ck.Rand(p+l.n+".weight", 0, 0.5/float64(l.in)*8, l.out, l.in)
+			ck.Rand(p+l.n+".weight", 0, std/float64(l.in), l.out, l.in)
+			if modelType == "qwen2" && slices.Contains([]string{"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"}, l.n) {
+				ck.Rand(p+l.n+".bias", 0, 0.5, l.out)
+			}
 		}
 		ck.Rand(p+"input_layernorm.weight", 1, 0.1, d)
 		ck.Rand(p+"post_attention_layernorm.weight", 1, 0.1, d)
@@ -103,7 +111,8 @@ func ggufLlama(t *testing.T, tied bool) (string, *llama.Config) {
 	if !tied {
 		ck.Rand("lm_head.weight", 0, 0.5, v, d)
 	}
-	cfg := map[string]any{"model_type": "llama", "architectures": []string{"LlamaForCausalLM"}, "vocab_size": v,
+	archs := map[string]string{"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM"}
+	cfg := map[string]any{"model_type": modelType, "architectures": []string{archs[modelType]}, "vocab_size": v,
 		"hidden_size": d, "intermediate_size": inter, "num_hidden_layers": layers, "num_attention_heads": heads,
 		"num_key_value_heads": kvh, "tie_word_embeddings": tied, "bos_token_id": 0, "eos_token_id": 0,
 		"hidden_act": "silu", "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "max_position_embeddings": 128}
@@ -278,9 +287,12 @@ func runLlamaCpp(t *testing.T, node, pkg, model, lora string, prompts [][]int, n
 // llama.cpp tokenizes text as the tokenizer.json does.
 func TestGGUFServedByLlamaCpp(t *testing.T) {
 	node, pkg := llamaCpp(t)
-	for _, tied := range []bool{false, true} {
-		t.Run(fmt.Sprintf("tied=%v", tied), func(t *testing.T) {
-			dir, c := ggufLlama(t, tied)
+	for _, tc := range []struct {
+		modelType string
+		tied      bool
+	}{{"llama", false}, {"llama", true}, {"qwen2", true}} {
+		t.Run(fmt.Sprintf("%s tied=%v", tc.modelType, tc.tied), func(t *testing.T) {
+			dir, c := ggufLlama(t, tc.modelType, tc.tied)
 			out := t.TempDir()
 			const n = 12
 			prompts := [][]int{{72, 101, 108}, {5, 200, 33, 90, 17}, {270}}
@@ -345,7 +357,7 @@ func TestGGUFServedByLlamaCpp(t *testing.T) {
 
 // TestExportGGUFRefuses: the export's flag and input errors name the culprit.
 func TestExportGGUFRefuses(t *testing.T) {
-	dir, c := ggufLlama(t, true)
+	dir, c := ggufLlama(t, "llama", true)
 	out := t.TempDir()
 	sing := writeAdapter(t, c, peft.SingLoRA, 4, 8, 1)
 	for _, tc := range []struct {
