@@ -55,6 +55,8 @@ type CombineModule struct {
 // CombineReport says what Combine wrote and how close it is to Σ wᵢΔWᵢ.
 type CombineReport struct {
 	How string `json:"how"`
+	// Names are the inputs' names, in input order.
+	Names []string `json:"-"`
 	// PeftType is the output's peft_type: SINGLORA or LORA.
 	PeftType string `json:"peft_type"`
 	// Why says why the output has that form.
@@ -125,6 +127,9 @@ type combined struct {
 // updates), or a module has different [out, in] or base layouts in two inputs.
 func Combine(inputs []Weighted, how string, rank int) (*Adapter, CombineReport, error) {
 	rep := CombineReport{How: how}
+	for _, x := range inputs {
+		rep.Names = append(rep.Names, x.Name)
+	}
 	if !slices.Contains(CombineModes, how) {
 		return nil, rep, fmt.Errorf("combine: unknown mode %q (want %s)", how, strings.Join(CombineModes, ", "))
 	}

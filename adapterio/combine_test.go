@@ -419,8 +419,12 @@ func TestCombineTargets(t *testing.T) {
 }
 
 func TestCombineErrors(t *testing.T) {
-	sl := func(seed uint64) *Adapter { return combAdapter(t, peft.SingLoRA, combineSpecs, 2, nil, 4, false, 0, 0, seed) }
-	lo := func(seed uint64) *Adapter { return combAdapter(t, peft.LoRA, combineSpecs, 2, nil, 4, false, 0, 0, seed) }
+	sl := func(seed uint64) *Adapter {
+		return combAdapter(t, peft.SingLoRA, combineSpecs, 2, nil, 4, false, 0, 0, seed)
+	}
+	lo := func(seed uint64) *Adapter {
+		return combAdapter(t, peft.LoRA, combineSpecs, 2, nil, 4, false, 0, 0, seed)
+	}
 	mismatch := combAdapter(t, peft.LoRA, []peft.LinearSpec{{Path: "enc.layer.0.down", In: 8, Out: 5}}, 2, nil, 4, false, 0, 0, 3)
 	layout := combAdapter(t, peft.LoRA, []peft.LinearSpec{{Path: "enc.layer.0.down", In: 8, Out: 4, Layout: peft.InOut}}, 2, nil, 4, false, 0, 0, 3)
 	head := lo(4)
