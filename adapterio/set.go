@@ -30,8 +30,8 @@ type Set struct {
 	active   string
 	// restore holds, while an adapter is active, what Activate must undo: the variables it
 	// created (deleted again) and the base values it overwrote (set back).
-	created []string
-	saved   map[string]*tensors.Tensor
+	created   []string
+	saved     map[string]*tensors.Tensor
 	step      *tensors.Tensor // the step counter before activation (nil: there was none)
 	trainable map[string]bool // every variable's trainability before activation
 	dirs      map[string]string
