@@ -54,7 +54,8 @@ func (m *method) Inits() []tuner.Init { return Inits }
 // Inits are the initialisations LoRA, LoRA+ and DoRA accept: kaiming (the default) and gaussian,
 // PEFT's init_lora_weights true and "gaussian".
 var Inits = []tuner.Init{peftdef.InitKaiming, peftdef.InitGaussian}
-func (m *method) UsesRamp() bool      { return false }
+
+func (m *method) UsesRamp() bool { return false }
 
 func (m *method) Validate(tuner.Config) error { return nil }
 

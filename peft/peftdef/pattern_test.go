@@ -26,9 +26,9 @@ func TestPatternLookup(t *testing.T) {
 	}{
 		{"model.layers.0.self_attn.q_proj", 16, `layers\.0\.self_attn\.q_proj`, true},
 		{"model.layers.10.self_attn.q_proj", 4, "q_proj", true}, // "layers.10" is not "layers.0"
-		{"q_proj", 4, "q_proj", true},                            // the whole path
-		{"model.layers.1.self_attn.xq_proj", 0, "", false},       // not on a dot boundary
-		{"model.layers.1.self_attn.q_proj_extra", 0, "", false},  // the key must reach the end
+		{"q_proj", 4, "q_proj", true},                           // the whole path
+		{"model.layers.1.self_attn.xq_proj", 0, "", false},      // not on a dot boundary
+		{"model.layers.1.self_attn.q_proj_extra", 0, "", false}, // the key must reach the end
 		{"model.layers.1.moe.experts.3.w1", 2, "experts.*.w1", true},
 		{"model.layers.1.mlp.up_proj", 0, "", false}, // "mlp" must end the path
 		{"model.layers.1.mlp", 3, "mlp", true},
