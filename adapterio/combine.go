@@ -80,14 +80,12 @@ type CombineReport struct {
 
 // part is one input's module in a combined module.
 type part struct {
-	in  int     // index into the inputs
-	m   *Module // the input's module
-	r   int     // its rank
-	s   float64 // its scale s (rank/alpha patterns resolved)
-	u   float64 // its ramp u (1 for LoRA)
-	w   float64 // the input's weight
-	lin *Module // its LoRA form (lora_A [r, in], lora_B [out, r]; scale sl), cat's LoRA path only
-	sl  float64
+	in int     // index into the inputs
+	m  *Module // the input's module
+	r  int     // its rank
+	s  float64 // its scale s (rank/alpha patterns resolved)
+	u  float64 // its ramp u (1 for LoRA)
+	w  float64 // the input's weight
 }
 
 // combined is a module of the output with the input parts it gathers.
@@ -122,9 +120,13 @@ type combined struct {
 // measured relative error of the output against Σ wᵢΔWᵢ (float32 rounding for cat).
 //
 // Inputs are refused before anything is built when a name is empty or repeated, a weight is not
-// finite, an input is DoRA (its update depends on W0: there is no additive ΔW to sum) or another
-// method without a LoRA form, an input carries modules_to_save or bias tensors (replacements, not
-// updates), or a module has different [out, in] or base layouts in two inputs.
+// finite, an input is DoRA (its update depends on W0: there is no additive ΔW to sum) or of a
+// method other than SingLoRA, LoRA and LoRA+, an input has modules_to_save or a bias setting
+// other than none (replacement weights, not updates), or a module has different [out, in] or base
+// layouts in two inputs.
+//
+// Cost: the error check builds every module's ΔW explicitly (O(out·in·Σ rᵢ) per module, one
+// module at a time); svd adds a float64 SVD of each [out, in] ΔW (O(out·in·min(out, in))).
 func Combine(inputs []Weighted, how string, rank int) (*Adapter, CombineReport, error) {
 	rep := CombineReport{How: how}
 	for _, x := range inputs {
