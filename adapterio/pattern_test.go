@@ -213,6 +213,7 @@ func TestPatternErrors(t *testing.T) {
 		{"twice", func(c *peft.Config) { c.RankPattern = peft.Pattern[int]{{Key: "up", Value: 1}, {Key: "up", Value: 2}} }, "given twice"},
 		{"overflowing alpha", func(c *peft.Config) { c.AlphaPattern = peft.Pattern[float64]{{Key: "up", Value: 1e300}} }, "float32"},
 		{"bad bias", func(c *peft.Config) { c.Bias = "some" }, `bias "some"`},
+		{"bias without adapter", func(c *peft.Config) { c.Method, c.Bias = peft.Frozen, "all" }, "method frozen has none"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := peft.DefaultConfig(peft.SingLoRA)

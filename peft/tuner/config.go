@@ -158,6 +158,9 @@ func (c Config) Validate() error {
 		}
 	}
 	if !HasAdapter(c.Method) {
+		if c.Bias != "" && c.Bias != adapterconfig.BiasNone {
+			return fmt.Errorf("peft config: bias %q trains biases beside an adapter; method %s has none (full trains every bias already; frozen trains only modules_to_save)", c.Bias, c.Method)
+		}
 		return nil
 	}
 	if c.Rank <= 0 {
