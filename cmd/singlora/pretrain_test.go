@@ -1,0 +1,104 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/singlora/singlora/corpora"
+	"github.com/singlora/singlora/internal/fetch"
+	"github.com/singlora/singlora/pretrain"
+)
+
+// pretrain takes no positional arguments (grammar_test.go's table; added here so the table's
+// owner file need not change with each command).
+func init() { positionals["pretrain"] = [2]int{0, 0} }
+
+// pretrainCache is an empty cache with the corpus linked in from the project cache.
+func pretrainCache(t *testing.T) string {
+	t.Helper()
+	src, err := corpora.Fetch(fetch.CacheDir(), t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache := t.TempDir()
+	if err := os.Symlink(src, fetch.StdlibDatasets.Dir(cache)); err != nil {
+		t.Fatal(err)
+	}
+	return cache
+}
+
+// TestPretrainCLI: a tiny pretraining prints its folder, which generate and train --model read;
+// the same flags again reuse it; --json prints the summary; --dry-run says it is cached.
+func TestPretrainCLI(t *testing.T) {
+	cache := pretrainCache(t)
+	flags := []string{"pretrain", "--preset", "tiny", "--steps", "6", "--warmup", "1", "--eval-every", "3", "--cache", cache, "--quiet"}
+	out, err := cli(flags...).Output()
+	if err != nil {
+		t.Fatalf("pretrain: %v", err)
+	}
+	dir := strings.TrimSpace(string(out))
+	if filepath.Dir(dir) != filepath.Join(cache, "pretrain") {
+		t.Fatalf("pretrain printed %q, want a folder under %s/pretrain", dir, cache)
+	}
+	for _, f := range []string{"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "generation_config.json", pretrain.SummaryFile, pretrain.MetricsFile} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("the folder lacks %s", f)
+		}
+	}
+	again, err := cli(flags...).CombinedOutput()
+	if err != nil || !strings.Contains(string(again), "reusing it") || !strings.Contains(string(again), dir) {
+		t.Errorf("second run: %v\n%s", err, again)
+	}
+	js, err := cli(append(flags, "--json")...).Output()
+	var s pretrain.Summary
+	if err != nil || json.Unmarshal(js, &s) != nil || s.Steps != 6 || s.Config.Hidden != 32 || !(s.HeldOut.Perplexity > 1) {
+		t.Errorf("--json: %v %+v", err, s)
+	}
+	dry, err := cli(append(flags, "--dry-run")...).Output()
+	if err != nil || !strings.Contains(string(dry), "(cached)") || !strings.Contains(string(dry), "key "+s.Key) {
+		t.Errorf("--dry-run: %v\n%s", err, dry)
+	}
+	gen, err := cli("generate", "--model", dir, "--prompt", "Fellow-Citizens of the Senate", "--max-new-tokens", "4").CombinedOutput()
+	if err != nil || strings.TrimSpace(string(gen)) == "" {
+		t.Errorf("generate --model: %v\n%s", err, gen)
+	}
+	data := filepath.Join(t.TempDir(), "pairs.jsonl")
+	var lines []string
+	for i := 0; i < 12; i++ {
+		lines = append(lines, `{"prompt": "The state of the Union", "completion": " is strong."}`)
+	}
+	if err := os.WriteFile(data, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := cli("train", "--model", dir, "--data", data, "--method", "singlora", "--steps", "2", "--batch", "4",
+		"--run", filepath.Join(t.TempDir(), "run"), "--quiet").CombinedOutput()
+	if err != nil || !strings.Contains(string(tr), "2 steps") {
+		t.Errorf("train --model: %v\n%s", err, tr)
+	}
+}
+
+func TestPretrainRefusesBadFlags(t *testing.T) {
+	isolate(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--heads", "3"}, "--heads"},
+		{[]string{"--kv-heads", "3"}, "--kv-heads"},
+		{[]string{"--seed", "1,2"}, "one seed"},
+		{[]string{"--preset", "huge"}, "--preset \"huge\": want one of small, tiny"},
+		{[]string{"--warmup", "900", "--steps", "900"}, "--warmup"},
+		{[]string{"--vocab", "100"}, "--vocab"},
+	} {
+		err := refusedQuickly(t, "pretrain", tc.args)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("pretrain %q: %v, want an error containing %q", tc.args, err, tc.want)
+		}
+	}
+	if ents, _ := os.ReadDir(os.Getenv("SINGLORA_CACHE")); len(ents) > 0 {
+		t.Errorf("refused runs wrote %d entries into the cache", len(ents))
+	}
+}
