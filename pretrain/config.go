@@ -99,7 +99,7 @@ func Small() Config {
 		Corpus: "sotu", VocabSize: 2048, MinPairCount: 2,
 		Hidden: 256, Layers: 4, Heads: 4, KVHeads: 2, Intermediate: 704,
 		RopeTheta: 10000, RMSNormEps: 1e-5, InitStd: 0.02,
-		Seq: 256, Batch: 16, Steps: 900, Warmup: 45, LR: 2e-3, Beta2: 0.95, WeightDecay: 0.1, ClipNorm: 1,
+		Seq: 256, Batch: 16, Steps: 800, Warmup: 40, LR: 2e-3, Beta2: 0.95, WeightDecay: 0.1, ClipNorm: 1,
 		Seed: 1, Streams: 2,
 		EvalEvery: 100, EvalWindows: 32, CheckpointEvery: 50,
 	}
