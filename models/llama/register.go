@@ -40,27 +40,18 @@ func init() {
 				return nil, err
 			}
 			c.RecomputeBlocks = opts.RecomputeBlocks
-			return causalLM{c}, nil
+			return causalModel(c), nil
 		},
 	})
 }
 
-// causalLM is a loaded model as a models.CausalModel.
-type causalLM struct{ c *Config }
-
-func (m causalLM) Linears() []peft.LinearSpec { return Linears(m.c) }
-func (m causalLM) VocabSize() int             { return m.c.VocabSize }
-func (m causalLM) MaxPositions() (int, string) {
-	return m.c.MaxPositions, "max_position_embeddings"
-}
-func (m causalLM) EOS() int { return m.c.EOS }
-func (m causalLM) Loss(inj *peft.Injection, streams int) train.LossFn {
-	return StreamedLossFn(m.c, inj, streams)
-}
-func (m causalLM) NewGenerator(be compute.Backend, store *model.Store, inj *peft.Injection, maxLen int) (models.Generator, error) {
-	g, err := NewGenerator(be, store, m.c, inj, maxLen)
-	if err != nil {
-		return nil, err
+// causalModel is a loaded model as a models.CausalModel.
+func causalModel(c *Config) models.CausalModel {
+	return models.Causal[*Generator]{
+		LinearSpecs: Linears(c), Vocab: c.VocabSize, Positions: c.MaxPositions, PositionsKey: "max_position_embeddings", EOSToken: c.EOS,
+		LossFn: func(inj *peft.Injection, streams int) train.LossFn { return StreamedLossFn(c, inj, streams) },
+		Generator: func(be compute.Backend, store *model.Store, inj *peft.Injection, maxLen int) (*Generator, error) {
+			return NewGenerator(be, store, c, inj, maxLen)
+		},
 	}
-	return g, nil
 }
