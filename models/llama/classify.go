@@ -11,6 +11,7 @@ import (
 	"github.com/gomlx/gomlx/ml/model"
 
 	"github.com/singlora/singlora/models/hf"
+	"github.com/singlora/singlora/models/lm"
 	"github.com/singlora/singlora/peft"
 	"github.com/singlora/singlora/tokenizer/hftok"
 )
@@ -146,24 +147,7 @@ func (e *Encoder) TokenizeClipped(texts []string) ([][]int, int) {
 // multiple (at most max(MaxLength, longest row)); ids [B, L] int32, mask [B, L] float32, 1 at
 // real tokens. An empty row gets one masked pad token.
 func (e *Encoder) PadBatch(rows [][]int, multiple int) (ids, mask *tensors.Tensor) {
-	multiple = max(multiple, 1)
-	longest := 1
-	for _, r := range rows {
-		longest = max(longest, len(r))
-	}
-	l := min((longest+multiple-1)/multiple*multiple, max(e.maxLen, longest))
-	idv := make([]int32, len(rows)*l)
-	mv := make([]float32, len(rows)*l)
-	for i, r := range rows {
-		for j := 0; j < l; j++ {
-			if j < len(r) {
-				idv[i*l+j], mv[i*l+j] = int32(r[j]), 1
-			} else {
-				idv[i*l+j] = int32(e.pad)
-			}
-		}
-	}
-	return tensors.FromFlatDataAndDimensions(idv, len(rows), l), tensors.FromFlatDataAndDimensions(mv, len(rows), l)
+	return lm.PadRows(rows, multiple, e.maxLen, e.pad)
 }
 
 // checkCausal returns an error when c is a sequence-classification checkpoint without
