@@ -148,8 +148,8 @@ func startOllama(t *testing.T, bin string) *ollamaServer {
 
 func (s *ollamaServer) logTail() string {
 	b, _ := os.ReadFile(s.log)
-	if len(b) > 6000 {
-		b = b[len(b)-6000:]
+	if len(b) > 200000 {
+		b = b[len(b)-200000:]
 	}
 	return string(b)
 }
@@ -256,7 +256,7 @@ func pieceIDs(t *testing.T, tok *hftok.Tokenizer) map[string]int {
 		byteOf[[]rune(s)[0]] = byte(b)
 	}
 	out := map[string]int{}
-	for _, id := range generatable(tok.VocabSize()) {
+	for _, id := range generatable(tok) {
 		s, ok := tok.Token(id)
 		if !ok {
 			t.Fatalf("no token %d", id)
@@ -278,15 +278,17 @@ func pieceIDs(t *testing.T, tok *hftok.Tokenizer) map[string]int {
 // special token, control and non-ASCII bytes, vocab padding) a zero row, so greedy decoding only
 // picks tokens whose text ollama's API reports exactly (it carries token text, not ids, and
 // replaces invalid UTF-8).
-func generatable(tokens int) []int {
+func generatable(tok *hftok.Tokenizer) []int {
 	var ids []int
 	for b := 0x20; b <= 0x7E; b++ {
 		ids = append(ids, b+1)
 	}
-	for id := 257; id < tokens; id++ {
+	for id := 257; ; id++ {
+		if _, ok := tok.Token(id); !ok {
+			return ids
+		}
 		ids = append(ids, id)
 	}
-	return ids
 }
 
 // roundF16 rounds v to the nearest f16 values.
@@ -318,7 +320,7 @@ func ollamaLlama(t *testing.T, modelType string, tied bool) (string, *llama.Conf
 		t.Fatal(err)
 	}
 	keep := map[int]bool{}
-	for _, id := range generatable(tok.VocabSize()) {
+	for _, id := range generatable(tok) {
 		keep[id] = true
 	}
 	ck := hftest.New(1)
@@ -417,7 +419,7 @@ func TestGGUFServedByOllama(t *testing.T) {
 	for _, tc := range []struct {
 		modelType string
 		tied      bool
-	}{{"llama", false}} {
+	}{{"llama", false}, {"llama", true}, {"qwen2", true}} {
 		t.Run(fmt.Sprintf("%s tied=%v", tc.modelType, tc.tied), func(t *testing.T) {
 			dir, c := ollamaLlama(t, tc.modelType, tc.tied)
 			tok, err := hftok.Load(dir)
@@ -504,5 +506,11 @@ func TestGGUFServedByOllama(t *testing.T) {
 				compare(string(m)+" merged", name+"-"+strings.ToLower(string(m))+"-merged", wantAd, runLlamaCpp(t, node, pkg, merged, "", prompts, n, nil))
 			}
 		})
+	}
+	// How ollama ran llama.cpp (the flags it chose: --lora, the F32 cache, one thread, …).
+	for _, line := range strings.Split(srv.logTail(), "\n") {
+		if strings.Contains(line, "starting llama-server") {
+			t.Log(line)
+		}
 	}
 }
