@@ -124,8 +124,9 @@ func startOllama(t *testing.T, bin string) *ollamaServer {
 		<-exited
 	})
 	deadline := time.Now().Add(90 * time.Second)
+	client := &http.Client{Timeout: 5 * time.Second}
 	for {
-		resp, err := http.Get(s.url + "/api/version")
+		resp, err := client.Get(s.url + "/api/version")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {

@@ -54,7 +54,8 @@ if [ -x "$lib/llama-server" ] && [ -x "$lib/llama-quantize" ] && [ "$(cat "$lib/
 	exit 0
 fi
 if ! command -v cmake >/dev/null; then
-	if [ "${CI:-}" = true ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+		echo "tools/ollama/install.sh: installing cmake with apt-get (to build llama-server)" >&2
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake >/dev/null
 	else
 		echo "tools/ollama/install.sh: cmake is required to build llama-server (apt-get install -y cmake)" >&2
