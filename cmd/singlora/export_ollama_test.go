@@ -20,6 +20,7 @@ import (
 
 	"github.com/singlora/singlora/adapterio"
 	"github.com/singlora/singlora/gguf"
+	"github.com/singlora/singlora/gguf/llamacpp"
 	"github.com/singlora/singlora/models/hf/hftest"
 	"github.com/singlora/singlora/models/llama"
 	"github.com/singlora/singlora/peft"
@@ -408,6 +409,49 @@ func sameTensors(t *testing.T, exported, blob string) {
 	}
 }
 
+// misPermuted writes a copy of the adapter GGUF adGGUF whose attn_q and attn_k lora_b rows are
+// permuted a second time (a q/k permutation done wrong), for the control that the comparison sees
+// a wrongly ordered adapter.
+func misPermuted(t *testing.T, adGGUF string, c *llama.Config) string {
+	t.Helper()
+	f, err := gguf.Read(adGGUF)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for i := range f.Tensors {
+		tn := &f.Tensors[i]
+		heads := 0
+		switch {
+		case strings.HasSuffix(tn.Name, ".attn_q.weight.lora_b"):
+			heads = c.Heads
+		case strings.HasSuffix(tn.Name, ".attn_k.weight.lora_b"):
+			heads = c.KVHeads
+		default:
+			continue
+		}
+		vals, err := gguf.Decode(tn.Type, tn.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if vals, err = llamacpp.PermuteRows(vals, int(tn.Dims[1]), int(tn.Dims[0]), heads); err != nil {
+			t.Fatal(err)
+		}
+		if tn.Data, err = gguf.Encode(tn.Type, vals); err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	if n != 2*c.Layers {
+		t.Fatalf("%s: %d attn_q/attn_k lora_b tensors, want %d", adGGUF, n, 2*c.Layers)
+	}
+	path := filepath.Join(t.TempDir(), "mispermuted.gguf")
+	if err := gguf.WriteFile(path, f.KVs, f.Tensors); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 // TestGGUFServedByOllama is the second runtime proof of the GGUF export: ollama (v0.33.0, which
 // serves GGUF through llama.cpp's llama-server) generates the greedy tokens `singlora generate` and
 // llama.cpp (node-llama-cpp) generate, for a tiny GQA Llama with a byte-level BPE tokenizer and
@@ -502,6 +546,21 @@ func TestGGUFServedByOllama(t *testing.T) {
 				sameTensors(t, baseGGUF, mb)
 				sameTensors(t, adGGUF, ab)
 				compare(string(m)+" adapter", name+"-"+strings.ToLower(string(m)), wantAd, runLlamaCpp(t, node, pkg, baseGGUF, adGGUF, prompts, n, nil))
+				if tc.modelType == "llama" && m == peft.SingLoRA {
+					// Control: the same adapter with its q/k rows in the wrong order generates
+					// other tokens in ollama, so the agreement above depends on the permutation.
+					srv.create(t, name+"-mispermuted", baseGGUF, misPermuted(t, adGGUF, c))
+					differs := false
+					for i, text := range texts {
+						g := srv.generate(t, name+"-mispermuted", text, n)
+						differs = differs || g.Response != tok.Decode(wantAd[i])
+					}
+					if !differs {
+						t.Errorf("a mispermuted %s adapter generates the same tokens in ollama: the comparison does not see the q/k order", m)
+					} else {
+						t.Logf("control: the %s adapter with its q/k lora_b rows mispermuted generates other text in ollama", m)
+					}
+				}
 				blob, _ := srv.create(t, name+"-"+strings.ToLower(string(m))+"-merged", merged, "")
 				sameTensors(t, merged, blob)
 				compare(string(m)+" merged", name+"-"+strings.ToLower(string(m))+"-merged", wantAd, runLlamaCpp(t, node, pkg, merged, "", prompts, n, nil))
