@@ -522,6 +522,9 @@ func TestGGUFServedByOllama(t *testing.T) {
 			}
 			baseGGUF := export("--model", dir, "--dtype", "f32", "--out", filepath.Join(out, "base.gguf"))
 			name := "singlora-" + tc.modelType
+			if tc.tied {
+				name += "-tied"
+			}
 			blob, _ := srv.create(t, name+"-base", baseGGUF, "")
 			sameTensors(t, baseGGUF, blob)
 			want := make([][]int, len(prompts))
