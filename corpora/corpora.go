@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/singlora/singlora/internal/fetch"
 )
@@ -172,6 +173,37 @@ func ChapterTexts(cs []Chapter) []string {
 	out := make([]string, len(cs))
 	for i, c := range cs {
 		out[i] = c.Text
+	}
+	return out
+}
+
+// Chunks cuts text into pieces of at most maxBytes bytes, each ending at a paragraph break
+// ("\n\n") where one fits, else after a sentence end (". ", "! ", "? "), else after a space, else
+// at maxBytes (on a UTF-8 boundary). The pieces concatenate back to text.
+func Chunks(text string, maxBytes int) []string {
+	var out []string
+	for len(text) > maxBytes {
+		cut := -1
+		for _, sep := range []string{"\n\n", ". ", "! ", "? ", " "} {
+			if i := strings.LastIndex(text[:maxBytes], sep); i > 0 {
+				cut = i + len(sep)
+				break
+			}
+		}
+		if cut < 0 {
+			cut = maxBytes
+			for cut > 0 && !utf8.RuneStart(text[cut]) {
+				cut--
+			}
+			if cut == 0 {
+				cut = maxBytes
+			}
+		}
+		out = append(out, text[:cut])
+		text = text[cut:]
+	}
+	if text != "" {
+		out = append(out, text)
 	}
 	return out
 }

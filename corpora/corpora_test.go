@@ -133,3 +133,30 @@ func TestSOTUErrors(t *testing.T) {
 		t.Errorf("no chapters: %v, want an error naming chapter_1.json", err)
 	}
 }
+
+func TestChunks(t *testing.T) {
+	for _, tc := range []struct {
+		text string
+		max  int
+		want []string
+	}{
+		{"one. two. three.", 10, []string{"one. two. ", "three."}},
+		{"para one\n\npara two is long", 14, []string{"para one\n\n", "para two is ", "long"}},
+		{"abcdefghij", 4, []string{"abcd", "efgh", "ij"}},
+		{"ééé", 3, []string{"é", "é", "é"}},
+		{"short", 10, []string{"short"}},
+		{"", 10, nil},
+	} {
+		got := Chunks(tc.text, tc.max)
+		if strings.Join(got, "") != tc.text || len(got) != len(tc.want) {
+			t.Errorf("Chunks(%q, %d) = %q, want %q", tc.text, tc.max, got, tc.want)
+			continue
+		}
+		for i := range got {
+			if got[i] != tc.want[i] || len(got[i]) > tc.max {
+				t.Errorf("Chunks(%q, %d) = %q, want %q", tc.text, tc.max, got, tc.want)
+				break
+			}
+		}
+	}
+}

