@@ -25,7 +25,7 @@ import (
 var positionals = map[string][2]int{
 	"bench": {0, 0}, "classify": {0, -1}, "demo": {0, 0}, "embed": {0, -1}, "experiment": {1, 1},
 	"combine": {0, 0}, "export": {0, 0}, "fetch": {0, 0}, "generate": {0, 0}, "inspect": {1, 1}, "merge": {0, 0},
-	"plot": {1, -1}, "sweep": {0, 0}, "toy": {0, 0}, "train": {0, 0},
+	"plot": {1, -1}, "pretrain": {0, 0}, "sweep": {0, 0}, "toy": {0, 0}, "train": {0, 0},
 }
 
 func commandNames() []string {

@@ -14,7 +14,6 @@ import (
 
 // pretrain takes no positional arguments (grammar_test.go's table; added here so the table's
 // owner file need not change with each command).
-func init() { positionals["pretrain"] = [2]int{0, 0} }
 
 // pretrainCache is an empty cache with the corpus linked in from the project cache.
 func pretrainCache(t *testing.T) string {
