@@ -12,9 +12,6 @@ import (
 	"github.com/singlora/singlora/pretrain"
 )
 
-// pretrain takes no positional arguments (grammar_test.go's table; added here so the table's
-// owner file need not change with each command).
-
 // pretrainCache is an empty cache with the corpus linked in from the project cache.
 func pretrainCache(t *testing.T) string {
 	t.Helper()
