@@ -99,6 +99,7 @@ type CausalJob struct {
 	Inj     *peft.Injection
 	Runner  *train.Runner
 	val     *causalData
+	test    *causalData // nil without a test set
 	loss    train.LossFn
 	out     io.Writer
 	total   int64
@@ -129,6 +130,12 @@ func PrepareCausal(c Config, dir string, backend compute.Backend, out io.Writer)
 			return nil, err
 		}
 		trainEx, valEx = parts[0], parts[1]
+	}
+	var testEx []data.Example
+	if c.Test != "" {
+		if testEx, err = data.LoadCompletion(c.Test, opts); err != nil {
+			return nil, err
+		}
 	}
 	if err := checkBatch(c, len(trainEx)); err != nil {
 		return nil, err
@@ -163,6 +170,15 @@ func PrepareCausal(c Config, dir string, backend compute.Backend, out io.Writer)
 	if err != nil {
 		return nil, err
 	}
+	var testD *causalData
+	if c.Test != "" {
+		if testD, err = tokenizePairs(tok, testEx, maxLen); err != nil {
+			return nil, err
+		}
+		if testD.Len() == 0 {
+			return nil, fmt.Errorf("test set %s has no examples", c.Test)
+		}
+	}
 	longest := 1
 	for i := range td.prompts {
 		longest = max(longest, len(td.prompts[i])+len(td.completions[i]))
@@ -192,7 +208,7 @@ func PrepareCausal(c Config, dir string, backend compute.Backend, out io.Writer)
 	if err != nil {
 		return nil, err
 	}
-	j := &CausalJob{Cfg: c, Dir: dir, Backend: backend, Store: store, Inj: inj, val: vd, loss: cm.Loss(inj, c.StreamCount()), out: out, total: total}
+	j := &CausalJob{Cfg: c, Dir: dir, Backend: backend, Store: store, Inj: inj, val: vd, test: testD, loss: cm.Loss(inj, c.StreamCount()), out: out, total: total}
 	evalEvery := c.EvalEvery
 	if evalEvery <= 0 {
 		evalEvery = max(1, stepsPerEpoch)
@@ -219,7 +235,19 @@ func PrepareCausal(c Config, dir string, backend compute.Backend, out io.Writer)
 }
 
 // Evaluate returns the validation completion loss (token-weighted mean) and perplexity.
-func (j *CausalJob) Evaluate() (map[string]float64, error) {
+func (j *CausalJob) Evaluate() (map[string]float64, error) { return j.evaluate(j.val, "validation") }
+
+// EvaluateTest returns the test set's completion loss and perplexity (an error without one).
+func (j *CausalJob) EvaluateTest() (map[string]float64, error) {
+	if j.test == nil {
+		return nil, fmt.Errorf("no test set: give the config's test file")
+	}
+	return j.evaluate(j.test, "test")
+}
+
+// evaluate returns d's completion loss, the mean over its completion tokens of −log p(token), and
+// the perplexity exp(loss).
+func (j *CausalJob) evaluate(d *causalData, what string) (map[string]float64, error) {
 	exec, err := train.NewInference(j.Backend, j.Store, func(scope *model.Scope, xs []*Node) []*Node {
 		l := j.loss(scope, xs)
 		return []*Node{ConvertDType(l, dtypes.Float64), ConvertDType(ReduceAllSum(xs[2]), dtypes.Float64)}
@@ -229,12 +257,12 @@ func (j *CausalJob) Evaluate() (map[string]float64, error) {
 	}
 	const bs = 16
 	var sum, n float64
-	for start := 0; start < j.val.Len(); start += bs {
+	for start := 0; start < d.Len(); start += bs {
 		idx := make([]int, 0, bs)
-		for i := start; i < min(start+bs, j.val.Len()); i++ {
+		for i := start; i < min(start+bs, d.Len()); i++ {
 			idx = append(idx, i)
 		}
-		in, err := j.val.Batch(idx)
+		in, err := d.Batch(idx)
 		if err != nil {
 			return nil, err
 		}
@@ -247,23 +275,28 @@ func (j *CausalJob) Evaluate() (map[string]float64, error) {
 		n += tokens
 	}
 	if n == 0 {
-		return nil, fmt.Errorf("validation set has no completion tokens")
+		return nil, fmt.Errorf("%s set has no completion tokens", what)
 	}
 	return map[string]float64{"loss": sum / n, "perplexity": math.Exp(sum / n)}, nil
 }
 
-// Run trains (or resumes), then evaluates the best checkpoint on the validation set and writes
-// summary.json and, for adapter methods, RUN/adapter.
+// Run trains (or resumes), then evaluates the best checkpoint (the last without a validation
+// set) on the validation and test sets and writes summary.json and, for adapter methods,
+// RUN/adapter.
 func (j *CausalJob) Run(ctx context.Context, resume bool) (*Summary, error) {
 	return runFolder(ctx, resume, runParts{
 		cfg: j.Cfg, dir: j.Dir, runner: j.Runner, inj: j.Inj, store: j.Store, out: j.out, total: j.total,
 		baseName: j.Cfg.Model,
 		score: func(s *Summary) error {
-			if j.val.Len() == 0 {
-				return nil
-			}
 			var err error
-			s.Val, err = j.Evaluate()
+			if j.val.Len() > 0 {
+				if s.Val, err = j.Evaluate(); err != nil {
+					return err
+				}
+			}
+			if j.test != nil {
+				s.Test, err = j.EvaluateTest()
+			}
 			return err
 		},
 	})

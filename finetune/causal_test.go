@@ -88,7 +88,7 @@ func causalLMFineTune(t *testing.T, base string) {
 		t.Fatal(err)
 	}
 	c := Default()
-	c.Model, c.Train, c.Val = modelDir, trainPath, trainPath
+	c.Model, c.Train, c.Val, c.Test = modelDir, trainPath, trainPath, trainPath
 	c.Method, c.LR, c.Steps, c.Batch, c.EvalEvery = "singlora", 1e-2, 60, 8, 30
 	c.BaseDType = base
 	be, err := backend.Get()
@@ -133,6 +133,10 @@ func causalLMFineTune(t *testing.T, base string) {
 	}
 	if s.Val["perplexity"] <= 0 || s.Val["loss"] > first {
 		t.Fatalf("validation metrics %v", s.Val)
+	}
+	// The test set is the same file, scored with the same (best) weights.
+	if s.Test["loss"] != s.Val["loss"] || s.Test["perplexity"] != s.Val["perplexity"] {
+		t.Fatalf("test metrics %v on the validation file, want %v", s.Test, s.Val)
 	}
 	if _, err := os.Stat(filepath.Join(run, AdapterDir, "adapter_model.safetensors")); err != nil {
 		t.Fatal(err)

@@ -34,9 +34,9 @@ type FinetuneData struct {
 // per piece (the prompt is <s> alone, so the loss covers the whole piece and its </s>):
 // train.jsonl (108 chapters), val.jsonl (chapters 5, 15, …, 135) and test.jsonl (chapters 10,
 // 20, …, 130). sweep.json is the sweep's base config: the base model, task causal-lm, train.jsonl,
-// test.jsonl as the evaluated set, max_length the base's positions, evaluated once at the end (EvalEvery = Steps, so no checkpoint
-// is chosen on it), SingLoRA/LoRA r = α = 8 on all linear layers, batch 8, steps, 10% warm-up and
-// linear decay. Every file is written atomically.
+// test.jsonl as the test set (scored once, with the final weights: no validation set is
+// given, so no checkpoint is chosen on held-out text), max_length the base's positions,
+// SingLoRA/LoRA r = α = 8 on all linear layers, batch 8, steps, 10% warm-up and linear decay. Every file is written atomically.
 func WriteMobyDick(pkgDir, base, out string, steps int64) (*FinetuneData, error) {
 	if steps < 1 {
 		return nil, fmt.Errorf("fine-tuning steps %d must be ≥ 1", steps)
@@ -107,7 +107,7 @@ func WriteMobyDick(pkgDir, base, out string, steps int64) (*FinetuneData, error)
 		return nil, err
 	}
 	c := finetune.Default()
-	c.Model, c.Task, c.Train, c.Val, c.ValFraction = abs, "causal-lm", d.Train, d.Test, 0
+	c.Model, c.Task, c.Train, c.Test, c.ValFraction = abs, "causal-lm", d.Train, d.Test, 0
 	c.Method, c.Settings = "singlora", adapterconfig.Settings{R: 8, LoraAlpha: 8, TargetModules: []string{peft.AllLinear}}
 	c.Batch, c.Steps, c.EvalEvery, c.MaxLength, c.EarlyMetric = 8, steps, steps, maxLen, "loss"
 	cb, err := json.MarshalIndent(c, "", "  ")

@@ -2,6 +2,7 @@ package sweep
 
 import (
 	"fmt"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -25,6 +26,9 @@ func DemoData(cache, dir string, seed uint64) (finetune.Config, error) {
 type Experiment struct {
 	Name        string
 	Description string
+	// Data prepares the runs' data under env.Dir and returns their base config; nil: the demo
+	// data (DemoData, seed 1) with the USE-Lite encoder.
+	Data func(env Env) (finetune.Config, error)
 	// Cells returns the runs; lrs, when not nil, replaces the learning-rate grid of experiments
 	// that sweep learning rates (others ignore it).
 	Cells func(base finetune.Config, seeds []uint64, lrs []float64) []Cell
@@ -36,7 +40,8 @@ func withLR(m string) func(*finetune.Config) {
 	return func(c *finetune.Config) { c.Method, c.LR = m, 1e-3 }
 }
 
-// Experiments are the paper's claims put to the test on the demo task.
+// Experiments are the paper's claims put to the test: on the demo task with the USE-Lite
+// encoder, and (decoder-*, decoder.go) on a Llama pretrained here.
 var Experiments = map[string]Experiment{
 	"lr-robustness": {
 		Name:        "lr-robustness",
@@ -77,6 +82,26 @@ var Experiments = map[string]Experiment{
 			return Grid(base, vs, nil, seeds)
 		},
 	},
+}
+
+func init() {
+	for _, e := range decoderExperiments {
+		Experiments[e.Name] = e
+	}
+}
+
+// Prepare runs e's data step (DemoData with the USE-Lite encoder when e has none) and returns
+// the base config of its cells.
+func (e Experiment) Prepare(env Env) (finetune.Config, error) {
+	if e.Data != nil {
+		return e.Data(env)
+	}
+	c, err := DemoData(env.Cache, filepath.Join(env.Dir, "data"), 1)
+	if err != nil {
+		return c, err
+	}
+	c.Model = "use"
+	return c, nil
 }
 
 // ExperimentNames lists the experiments.

@@ -253,34 +253,45 @@ func Collect(dir string, cells []Cell) ([]Result, error) {
 	return out, nil
 }
 
-// Row is one (variant, lr) cell of the summary, over seeds. The test fields are absent when the
-// runs had no test set.
+// Row is one (variant, lr) cell of the summary, over seeds: Mean ± Std of the summary's Metric,
+// and for classification runs the test and validation accuracy (the test fields absent when the
+// runs had no test set).
 type Row struct {
 	Variant  string   `json:"variant"`
 	LR       float64  `json:"lr"`
 	N        int      `json:"n"`
+	Mean     float64  `json:"mean"`
+	Std      float64  `json:"std"`
 	TestMean *float64 `json:"test_accuracy_mean,omitempty"`
 	TestStd  *float64 `json:"test_accuracy_std,omitempty"`
-	ValMean  float64  `json:"val_accuracy_mean"`
-	ValStd   float64  `json:"val_accuracy_std"`
+	ValMean  *float64 `json:"val_accuracy_mean,omitempty"`
+	ValStd   *float64 `json:"val_accuracy_std,omitempty"`
 	Params   int      `json:"trainable_params"`
 	Seconds  float64  `json:"train_seconds_mean"`
 }
 
-// Spread is a variant's range of the mean of Summary.Metric across learning rates.
+// Spread is a variant's range of the mean of Summary.Metric across learning rates: Best and
+// Worst are the best and worst of those means (the highest accuracy, the lowest perplexity),
+// Spread = |Best − Worst|, and for a lower-is-better metric Ratio = Worst / Best.
 type Spread struct {
 	Variant string  `json:"variant"`
 	Min     float64 `json:"min"`
 	Max     float64 `json:"max"`
 	Spread  float64 `json:"spread"`
+	Ratio   float64 `json:"worst_over_best,omitempty"`
 	BestLR  float64 `json:"best_lr"`
+	WorstLR float64 `json:"worst_lr"`
 }
 
 // Summary is sweep.json.
 type Summary struct {
-	// Metric is what the spreads and the best learning rate are measured by: "test accuracy"
-	// when every finished run has a test set, else "validation accuracy".
-	Metric  string   `json:"metric"`
+	// Metric is what the rows' Mean, the spreads and the best learning rate are measured by: the
+	// first of "test accuracy", "test perplexity", "validation accuracy", "validation perplexity"
+	// that every finished run reports (classification runs report accuracy, causal-LM runs
+	// perplexity).
+	Metric string `json:"metric"`
+	// Lower is true when a lower Metric is better (perplexity).
+	Lower   bool     `json:"lower_is_better,omitempty"`
 	Rows    []Row    `json:"rows"`
 	Spreads []Spread `json:"spreads"`
 }
@@ -304,8 +315,45 @@ func meanStd(xs []float64) (float64, float64) {
 	return m, math.Sqrt(v / float64(len(xs)-1))
 }
 
-// Summarize groups results by (variant, lr). Runs without a test set are not scored on one: the
-// test columns are left out and the learning rates are compared by validation accuracy.
+// ranking is a metric a summary can rank runs by.
+type ranking struct {
+	split, key string // split: "test" or "validation"; key in finetune.Summary's map
+	lower      bool
+}
+
+func (r ranking) name() string { return r.split + " " + r.key }
+
+func (r ranking) value(s finetune.Summary) (float64, bool) {
+	m := s.Val
+	if r.split == "test" {
+		m = s.Test
+	}
+	v, ok := m[r.key]
+	return v, ok
+}
+
+// rankings are tried in order; the first every run reports is the summary's metric.
+var rankings = []ranking{{"test", "accuracy", false}, {"test", "perplexity", true},
+	{"validation", "accuracy", false}, {"validation", "perplexity", true}}
+
+func chooseRanking(results []Result) ranking {
+	for _, r := range rankings {
+		all := len(results) > 0
+		for _, res := range results {
+			if _, ok := r.value(res.Summary); !ok {
+				all = false
+				break
+			}
+		}
+		if all {
+			return r
+		}
+	}
+	return ranking{"validation", "accuracy", false} // nothing common: reported as NaN
+}
+
+// Summarize groups results by (variant, lr) and ranks learning rates by the first metric every
+// run reports (see Summary.Metric): runs without a test set are not scored on one.
 func Summarize(results []Result) Summary {
 	type key struct {
 		v  string
@@ -313,58 +361,72 @@ func Summarize(results []Result) Summary {
 	}
 	groups := map[key][]Result{}
 	var order []key
-	haveTest := len(results) > 0
 	for _, r := range results {
 		k := key{r.Cell.Variant, r.Cell.Cfg.LR}
 		if _, ok := groups[k]; !ok {
 			order = append(order, k)
 		}
 		groups[k] = append(groups[k], r)
-		if _, ok := r.Summary.Test["accuracy"]; !ok {
-			haveTest = false
-		}
 	}
-	s := Summary{Metric: "validation accuracy"}
-	if haveTest {
-		s.Metric = "test accuracy"
-	}
+	rk := chooseRanking(results)
+	s := Summary{Metric: rk.name(), Lower: rk.lower}
+	accuracy := rk.key == "accuracy"
 	best := map[string]*Spread{}
 	var variants []string
 	for _, k := range order {
 		rs := groups[k]
-		var test, val, secs []float64
+		var score, test, val, secs []float64
 		for _, r := range rs {
+			v, ok := rk.value(r.Summary)
+			if !ok {
+				v = math.NaN()
+			}
+			score = append(score, v)
 			test = append(test, r.Summary.Test["accuracy"])
 			val = append(val, r.Summary.Val["accuracy"])
 			secs = append(secs, r.Summary.TrainSeconds)
 		}
 		row := Row{Variant: k.v, LR: k.lr, N: len(rs), Params: rs[0].Summary.TrainableParams}
-		score := 0.0
-		row.ValMean, row.ValStd = meanStd(val)
-		score = row.ValMean
-		if haveTest {
-			m, sd := meanStd(test)
-			row.TestMean, row.TestStd = &m, &sd
-			score = m
+		row.Mean, row.Std = meanStd(score)
+		if accuracy {
+			m, sd := meanStd(val)
+			row.ValMean, row.ValStd = &m, &sd
+			if rk.split == "test" {
+				m, sd := meanStd(test)
+				row.TestMean, row.TestStd = &m, &sd
+			}
 		}
 		row.Seconds, _ = meanStd(secs)
 		s.Rows = append(s.Rows, row)
 		sp, ok := best[k.v]
 		if !ok {
-			sp = &Spread{Variant: k.v, Min: score, Max: score, BestLR: k.lr}
+			sp = &Spread{Variant: k.v, Min: row.Mean, Max: row.Mean, BestLR: k.lr, WorstLR: k.lr}
 			best[k.v] = sp
 			variants = append(variants, k.v)
 		}
-		if score < sp.Min {
-			sp.Min = score
+		if row.Mean < sp.Min {
+			sp.Min = row.Mean
+			if rk.lower {
+				sp.BestLR = k.lr
+			} else {
+				sp.WorstLR = k.lr
+			}
 		}
-		if score > sp.Max {
-			sp.Max, sp.BestLR = score, k.lr
+		if row.Mean > sp.Max {
+			sp.Max = row.Mean
+			if rk.lower {
+				sp.WorstLR = k.lr
+			} else {
+				sp.BestLR = k.lr
+			}
 		}
 	}
 	for _, v := range variants {
 		sp := best[v]
 		sp.Spread = sp.Max - sp.Min
+		if rk.lower && sp.Min > 0 {
+			sp.Ratio = sp.Max / sp.Min
+		}
 		s.Spreads = append(s.Spreads, *sp)
 	}
 	sort.SliceStable(s.Rows, func(i, j int) bool {
@@ -376,22 +438,99 @@ func Summarize(results []Result) Summary {
 	return s
 }
 
-// Markdown renders the summary as Markdown tables.
+// digits is how a metric's values are printed: accuracy to 4 decimals, perplexity to 1.
+func (s Summary) digits() int {
+	if s.Lower {
+		return 1
+	}
+	return 4
+}
+
+// Markdown renders the summary as Markdown tables: one row per (variant, lr); with several
+// learning rates, the variants × learning rates grid of the metric's mean ± std; and the spreads.
 func (s Summary) Markdown() string {
 	var sb strings.Builder
-	sb.WriteString("| variant | lr | runs | trainable params | test accuracy | validation accuracy | train s |\n|---|---|---|---|---|---|---|\n")
-	for _, r := range s.Rows {
-		test := "— (no test set)"
-		if r.TestMean != nil {
-			test = fmt.Sprintf("%.4f ± %.4f", *r.TestMean, *r.TestStd)
+	d := s.digits()
+	if s.Lower {
+		fmt.Fprintf(&sb, "| variant | lr | runs | trainable params | %s | train s |\n|---|---|---|---|---|---|\n", s.metric())
+		for _, r := range s.Rows {
+			fmt.Fprintf(&sb, "| %s | %g | %d | %d | %.*f ± %.*f | %.0f |\n", r.Variant, r.LR, r.N, r.Params, d, r.Mean, d, r.Std, r.Seconds)
 		}
-		fmt.Fprintf(&sb, "| %s | %g | %d | %d | %s | %.4f ± %.4f | %.0f |\n", r.Variant, r.LR, r.N, r.Params, test, r.ValMean, r.ValStd, r.Seconds)
+	} else {
+		sb.WriteString("| variant | lr | runs | trainable params | test accuracy | validation accuracy | train s |\n|---|---|---|---|---|---|---|\n")
+		for _, r := range s.Rows {
+			test := "— (no test set)"
+			if r.TestMean != nil {
+				test = fmt.Sprintf("%.4f ± %.4f", *r.TestMean, *r.TestStd)
+			}
+			val := "—"
+			if r.ValMean != nil {
+				val = fmt.Sprintf("%.4f ± %.4f", *r.ValMean, *r.ValStd)
+			}
+			fmt.Fprintf(&sb, "| %s | %g | %d | %d | %s | %s | %.0f |\n", r.Variant, r.LR, r.N, r.Params, test, val, r.Seconds)
+		}
 	}
+	sb.WriteString(s.gridMarkdown())
 	if len(s.Spreads) > 0 {
-		fmt.Fprintf(&sb, "\n| variant | min mean %[1]s | max mean %[1]s | spread | best lr |\n|---|---|---|---|---|\n", s.metric())
-		for _, sp := range s.Spreads {
-			fmt.Fprintf(&sb, "| %s | %.4f | %.4f | %.4f | %g |\n", sp.Variant, sp.Min, sp.Max, sp.Spread, sp.BestLR)
+		if s.Lower {
+			fmt.Fprintf(&sb, "\n| variant | best mean %[1]s | worst mean %[1]s | spread | worst / best | best lr | worst lr |\n|---|---|---|---|---|---|---|\n", s.metric())
+			for _, sp := range s.Spreads {
+				fmt.Fprintf(&sb, "| %s | %.*f | %.*f | %.*f | %.2f× | %g | %g |\n", sp.Variant, d, sp.Min, d, sp.Max, d, sp.Spread, sp.Ratio, sp.BestLR, sp.WorstLR)
+			}
+		} else {
+			fmt.Fprintf(&sb, "\n| variant | min mean %[1]s | max mean %[1]s | spread | best lr |\n|---|---|---|---|---|\n", s.metric())
+			for _, sp := range s.Spreads {
+				fmt.Fprintf(&sb, "| %s | %.4f | %.4f | %.4f | %g |\n", sp.Variant, sp.Min, sp.Max, sp.Spread, sp.BestLR)
+			}
 		}
+	}
+	return sb.String()
+}
+
+// gridMarkdown is the variants × learning rates table of the metric (empty with one learning
+// rate): "mean ± std (n)" per cell, "–" where no run finished.
+func (s Summary) gridMarkdown() string {
+	var lrs []float64
+	seen := map[float64]bool{}
+	var variants []string
+	cells := map[string]map[float64]Row{}
+	for _, r := range s.Rows {
+		if !seen[r.LR] {
+			seen[r.LR] = true
+			lrs = append(lrs, r.LR)
+		}
+		if cells[r.Variant] == nil {
+			cells[r.Variant] = map[float64]Row{}
+			variants = append(variants, r.Variant)
+		}
+		cells[r.Variant][r.LR] = r
+	}
+	if len(lrs) < 2 {
+		return ""
+	}
+	sort.Float64s(lrs)
+	var sb strings.Builder
+	d := s.digits()
+	fmt.Fprintf(&sb, "\n%s, mean ± std over seeds (runs):\n\n| variant | trainable params |", s.metric())
+	for _, lr := range lrs {
+		fmt.Fprintf(&sb, " lr %g |", lr)
+	}
+	sb.WriteString("\n|---|---|" + strings.Repeat("---|", len(lrs)) + "\n")
+	for _, v := range variants {
+		params := 0
+		for _, r := range cells[v] {
+			params = r.Params
+		}
+		fmt.Fprintf(&sb, "| %s | %d |", v, params)
+		for _, lr := range lrs {
+			r, ok := cells[v][lr]
+			if !ok {
+				sb.WriteString(" – |")
+				continue
+			}
+			fmt.Fprintf(&sb, " %.*f ± %.*f (%d) |", d, r.Mean, d, r.Std, r.N)
+		}
+		sb.WriteString("\n")
 	}
 	return sb.String()
 }
@@ -416,11 +555,7 @@ func (s Summary) Write(dir string) error {
 	var pts []plot.SweepPoint
 	for _, r := range s.Rows {
 		lrs[r.LR] = true
-		v, e := r.ValMean, r.ValStd
-		if r.TestMean != nil {
-			v, e = *r.TestMean, *r.TestStd
-		}
-		pts = append(pts, plot.SweepPoint{Method: r.Variant, LR: r.LR, Value: v, Err: e})
+		pts = append(pts, plot.SweepPoint{Method: r.Variant, LR: r.LR, Value: r.Mean, Err: r.Std})
 	}
 	if len(lrs) < 2 {
 		return nil

@@ -3,6 +3,7 @@ package sweep
 import (
 	"context"
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -50,6 +51,54 @@ func TestSummarizeWithoutTestSet(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+func pplResult(variant string, lr float64, seed uint64, val, test float64) Result {
+	c := Cell{Variant: variant, Cfg: finetune.Config{LR: lr, Seed: seed}}
+	return Result{Cell: c, Summary: finetune.Summary{
+		Val:  map[string]float64{"perplexity": val, "loss": math.Log(val)},
+		Test: map[string]float64{"perplexity": test, "loss": math.Log(test)}}}
+}
+
+// TestSummarizePerplexity: causal-LM runs are ranked by test perplexity, lower is better: the
+// best learning rate is the lowest mean, worst / best is their ratio, and the grid table has a
+// column per learning rate with "–" where no run finished.
+func TestSummarizePerplexity(t *testing.T) {
+	rs := []Result{
+		pplResult("lora", 1e-3, 1, 90, 120), pplResult("lora", 1e-3, 2, 90, 124),
+		pplResult("lora", 1e-2, 1, 80, 100), pplResult("lora", 3e-2, 1, 70, 183),
+		pplResult("singlora", 1e-2, 1, 85, 110),
+	}
+	s := Summarize(rs)
+	if s.Metric != "test perplexity" || !s.Lower {
+		t.Fatalf("metric %q lower %v, want test perplexity, lower is better", s.Metric, s.Lower)
+	}
+	sp := s.Spreads[0]
+	if sp.Variant != "lora" || sp.BestLR != 1e-2 || sp.WorstLR != 3e-2 || sp.Min != 100 || sp.Max != 183 || math.Abs(sp.Ratio-1.83) > 1e-12 {
+		t.Fatalf("lora spread %+v, want best 100 at 1e-2, worst 183 at 3e-2, ratio 1.83", sp)
+	}
+	if r := s.Rows[0]; r.LR != 1e-3 || r.N != 2 || r.Mean != 122 || math.Abs(r.Std-math.Sqrt(8)) > 1e-12 || r.TestMean != nil || r.ValMean != nil {
+		t.Fatalf("first row %+v, want lr 1e-3, 2 runs, 122 ± √8, no accuracy fields", r)
+	}
+	md := s.Markdown()
+	for _, want := range []string{"| lora | 0 | 122.0 ± 2.8 (2) | 100.0 ± 0.0 (1) | 183.0 ± 0.0 (1) |",
+		"| singlora | 0 | – | 110.0 ± 0.0 (1) | – |", "| lora | 100.0 | 183.0 | 83.0 | 1.83× | 0.01 | 0.03 |"} {
+		if !strings.Contains(md, want) {
+			t.Fatalf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+	dir := t.TempDir()
+	if err := s.Write(dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "sweep-test-perplexity.svg")); err != nil {
+		t.Fatal(err)
+	}
+	// Without a test set on every run, validation perplexity ranks them.
+	rs[4].Summary.Test = nil
+	if s := Summarize(rs); s.Metric != "validation perplexity" || s.Spreads[0].BestLR != 3e-2 {
+		t.Fatalf("metric %q best lr %g, want validation perplexity, 3e-2", s.Metric, s.Spreads[0].BestLR)
 	}
 }
 

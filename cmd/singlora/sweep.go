@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/singlora/singlora/backend"
 	"github.com/singlora/singlora/finetune"
 	"github.com/singlora/singlora/peft"
 	"github.com/singlora/singlora/sweep"
@@ -25,14 +26,15 @@ singlora sweep --config base.yaml --method dora --method loraplus --lr 5e-4 --ou
 	var details strings.Builder
 	details.WriteString("Experiments (EXPERIMENTS.md):\n")
 	for _, n := range sweep.ExperimentNames() {
-		fmt.Fprintf(&details, "  %-14s %s\n", n, sweep.Experiments[n].Description)
+		fmt.Fprintf(&details, "  %-18s %s\n", n, sweep.Experiments[n].Description)
 	}
 	register(&command{
 		Name:    "experiment",
-		Summary: "run one of EXPERIMENTS.md's experiments on the demo data: " + strings.Join(sweep.ExperimentNames(), ", "),
+		Summary: "run one of EXPERIMENTS.md's experiments (its data, then its sweep): " + strings.Join(sweep.ExperimentNames(), ", "),
 		Details: details.String(),
 		Usage: `singlora experiment lr-robustness --out runs/exp-lr --parallel 2
-singlora experiment equal-budget --seed 1,2,3,4,5 --epochs 2`,
+singlora experiment equal-budget --seed 1,2,3,4,5 --epochs 2
+singlora experiment decoder-lr --out runs/exp-decoder-lr`,
 		Run: runExperiment,
 	})
 }
@@ -230,7 +232,7 @@ type experimentArgs struct {
 
 func parseExperiment(args []string) (*experimentArgs, error) {
 	fs := newFlags("experiment")
-	sf := addSweepFlags(fs, "learning `rates`, comma-separated or repeated, for the experiments that sweep them (default: the experiment's)")
+	sf := addSweepFlags(fs, "learning `rates`, comma-separated or repeated (default: the experiment's; the encoder's equal-budget and init-ramp ignore it)")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return nil, err
@@ -265,12 +267,13 @@ func runExperiment(args []string) error {
 	if err != nil {
 		return err
 	}
-	base, err := sweep.DemoData(*a.sf.cache, filepath.Join(*a.sf.out, "data"), 1)
+	fmt.Fprintf(os.Stderr, "experiment %s: %s\n", a.exp.Name, a.exp.Description)
+	ctx, stop := signalContext()
+	base, err := a.exp.Prepare(sweep.Env{Ctx: ctx, Cache: *a.sf.cache, Dir: *a.sf.out, Backend: backend.Get, Out: os.Stderr})
+	stop()
 	if err != nil {
 		return err
 	}
-	base.Model = "use"
 	a.sf.apply(&base)
-	fmt.Fprintf(os.Stderr, "experiment %s: %s\n", a.exp.Name, a.exp.Description)
 	return a.sf.run(a.exp.Cells(base, a.seeds, a.lrs))
 }
