@@ -28,8 +28,11 @@ type Series struct {
 type Chart struct {
 	Title, XLabel, YLabel string
 	LogX                  bool
-	Series                []Series
-	Width, Height         int
+	// LogY draws the y axis on a log scale (points with y ≤ 0 are skipped; error bars reaching
+	// below the axis are cut at it).
+	LogY          bool
+	Series        []Series
+	Width, Height int
 }
 
 // Palette is the colour cycle of the runs (the Tableau 10 colours).
@@ -346,6 +349,9 @@ func logTicks(lo, hi float64) ([]tick, float64, float64) {
 }
 
 func formatLog(v float64) string {
+	if v >= 1 && v < 1e4 {
+		return strconv.FormatFloat(v, 'f', -1, 64) // 1000, not 1e+03
+	}
 	if v >= 1e-2 && v < 1e4 {
 		return strconv.FormatFloat(v, 'g', 3, 64)
 	}
@@ -369,13 +375,13 @@ type layout struct {
 	left, top, right, bottom float64 // plot area
 	xt, yt                   []tick
 	x0, x1, y0, y1           float64 // axis ranges
-	logX                     bool
+	logX, logY               bool
 	legendX                  float64
 	names                    []string // legend names (cut)
 }
 
 func (c *Chart) layout() layout {
-	l := layout{w: float64(c.Width), h: float64(c.Height), logX: c.LogX}
+	l := layout{w: float64(c.Width), h: float64(c.Height), logX: c.LogX, logY: c.LogY}
 	if c.Width <= 0 || c.Height <= 0 {
 		l.w, l.h = 800, 500
 	}
@@ -383,7 +389,7 @@ func (c *Chart) layout() layout {
 	for _, s := range c.Series {
 		for i := range s.X {
 			x, y := s.X[i], s.Y[i]
-			if !finite(x) || !finite(y) || (c.LogX && x <= 0) {
+			if !finite(x) || !finite(y) || (c.LogX && x <= 0) || (c.LogY && y <= 0) {
 				continue
 			}
 			e := 0.0
@@ -391,7 +397,11 @@ func (c *Chart) layout() layout {
 				e = math.Abs(s.Err[i])
 			}
 			xlo, xhi = math.Min(xlo, x), math.Max(xhi, x)
-			ylo, yhi = math.Min(ylo, y-e), math.Max(yhi, y+e)
+			lo := y - e
+			if c.LogY && lo <= 0 {
+				lo = y
+			}
+			ylo, yhi = math.Min(ylo, lo), math.Max(yhi, y+e)
 		}
 	}
 	if xlo > xhi { // no finite points
@@ -399,13 +409,20 @@ func (c *Chart) layout() layout {
 		if c.LogX {
 			xlo, xhi = 1e-4, 1e-2
 		}
+		if c.LogY {
+			ylo, yhi = 1, 10
+		}
 	}
 	if c.LogX {
 		l.xt, l.x0, l.x1 = logTicks(xlo, xhi)
 	} else {
 		l.xt, l.x0, l.x1 = linearTicks(xlo, xhi, 7)
 	}
-	l.yt, l.y0, l.y1 = linearTicks(ylo, yhi, 6)
+	if c.LogY {
+		l.yt, l.y0, l.y1 = logTicks(ylo, yhi)
+	} else {
+		l.yt, l.y0, l.y1 = linearTicks(ylo, yhi, 6)
+	}
 
 	maxY := 0
 	for _, t := range l.yt {
@@ -451,8 +468,13 @@ func (l layout) px(x float64) float64 {
 	return l.left + f*(l.right-l.left)
 }
 
-// py maps a data y to a pixel row.
+// py maps a data y to a pixel row; on a log axis a y below the axis (an error bar's end ≤ 0)
+// maps to the axis.
 func (l layout) py(y float64) float64 {
+	if l.logY {
+		y = math.Max(y, l.y0)
+		return l.bottom - (math.Log10(y)-math.Log10(l.y0))/(math.Log10(l.y1)-math.Log10(l.y0))*(l.bottom-l.top)
+	}
 	return l.bottom - (y-l.y0)/(l.y1-l.y0)*(l.bottom-l.top)
 }
 
@@ -462,7 +484,7 @@ func (l layout) segments(s Series) [][][2]float64 {
 	var cur [][2]float64
 	for i := range s.X {
 		x, y := s.X[i], s.Y[i]
-		if !finite(x) || !finite(y) || (l.logX && x <= 0) {
+		if !finite(x) || !finite(y) || (l.logX && x <= 0) || (l.logY && y <= 0) {
 			if len(cur) > 0 {
 				segs = append(segs, cur)
 				cur = nil

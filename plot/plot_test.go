@@ -604,3 +604,37 @@ func TestTicks(t *testing.T) {
 		}
 	}
 }
+
+// TestLogY: on a log y axis each decade takes the same height, the ticks are powers of ten (with
+// 2 and 5 between them) covering the data, a point ≤ 0 is skipped, and an error bar reaching
+// below zero is cut at the axis.
+func TestLogY(t *testing.T) {
+	c := &Chart{LogY: true, Series: []Series{{Name: "a", X: []float64{1, 2, 3, 4}, Y: []float64{95, 600, 0, 140}, Err: []float64{200, 50, 0, 1}}}}
+	l := c.layout()
+	if l.y0 != 10 || l.y1 != 1000 {
+		t.Fatalf("y axis %g…%g, want 10…1000", l.y0, l.y1)
+	}
+	d1, d2 := l.py(10)-l.py(100), l.py(100)-l.py(1000)
+	if math.Abs(d1-d2) > 1e-9 || d1 <= 0 {
+		t.Fatalf("decades take %g and %g pixels", d1, d2)
+	}
+	if l.py(-105) != l.bottom {
+		t.Fatalf("an error bar's end below zero maps to row %g, want the axis %g", l.py(-105), l.bottom)
+	}
+	var labels []string
+	for _, tk := range l.yt {
+		labels = append(labels, tk.label)
+	}
+	if got := strings.Join(labels, " "); got != "10 20 50 100 200 500 1000" {
+		t.Fatalf("ticks %q", got)
+	}
+	segs := l.segments(c.Series[0])
+	if len(segs) != 2 || len(segs[0]) != 2 || len(segs[1]) != 1 {
+		t.Fatalf("segments %v, want the line broken at the point y = 0", segs)
+	}
+	for _, w := range []func(string) error{c.WriteSVG, c.WritePNG} {
+		if err := w(filepath.Join(t.TempDir(), "c")); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -160,7 +160,7 @@ func (c *Chart) Image() *image.RGBA {
 				}
 			}
 			for i := range s.X {
-				if !finite(s.X[i]) || !finite(s.Y[i]) || (l.logX && s.X[i] <= 0) {
+				if !finite(s.X[i]) || !finite(s.Y[i]) || (l.logX && s.X[i] <= 0) || (l.logY && s.Y[i] <= 0) {
 					continue
 				}
 				x, y := l.px(s.X[i]), l.py(s.Y[i])

@@ -99,7 +99,7 @@ func (c *Chart) SVG(w io.Writer) error {
 				p(`<path d="%s" fill="none" stroke="%s" stroke-width="%s" stroke-linejoin="round" stroke-linecap="round"/>`+"\n", d.String(), col, width)
 			}
 			for i := range s.X {
-				if !finite(s.X[i]) || !finite(s.Y[i]) || (l.logX && s.X[i] <= 0) {
+				if !finite(s.X[i]) || !finite(s.Y[i]) || (l.logX && s.X[i] <= 0) || (l.logY && s.Y[i] <= 0) {
 					continue
 				}
 				x, y := l.px(s.X[i]), l.py(s.Y[i])

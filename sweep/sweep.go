@@ -564,6 +564,7 @@ func (s Summary) Write(dir string) error {
 	if err != nil {
 		return err
 	}
+	ch.LogY = s.Lower // perplexities span decades where a learning rate diverges
 	name := "sweep-" + strings.ReplaceAll(s.metric(), " ", "-")
 	if err := ch.WriteSVG(filepath.Join(dir, name+".svg")); err != nil {
 		return err
