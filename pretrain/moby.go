@@ -20,11 +20,12 @@ import (
 // base's positions is cut again.
 const MobyDickChunkBytes = 700
 
-// FinetuneData names the files WriteMobyDick wrote.
+// FinetuneData names the files WriteMobyDick or WriteFortunes wrote.
 type FinetuneData struct {
-	Train, Val, Test string // JSONL files of {"prompt": "", "completion": piece}
-	Config           string // sweep.json: the base config of the sweep (finetune.Config)
-	Examples         [3]int // train, val, test
+	Train, Val, Test string   // JSONL files: {"prompt": "", "completion": piece} (Moby-Dick), {"text", "label"} (fortunes)
+	Config           string   // sweep.json: the base config of the sweep (finetune.Config)
+	Examples         [3]int   // train, val, test
+	Labels           []string // the classes of classification data (nil: causal-LM data)
 }
 
 // WriteMobyDick writes Moby-Dick as causal-LM fine-tuning data for the pretrained folder base:
