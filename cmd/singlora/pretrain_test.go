@@ -89,6 +89,40 @@ func TestPretrainCLI(t *testing.T) {
 	}
 }
 
+// TestPretrainFortunesCLI: --finetune-data fortunes writes a capped, balanced split of the real
+// fortunes and a sweep.json that train --config runs as classification, with a test accuracy.
+func TestPretrainFortunesCLI(t *testing.T) {
+	if _, err := os.Stat(corpora.FortunesDir); err != nil {
+		t.Skipf("%s: %v (apt-get install fortunes)", corpora.FortunesDir, err)
+	}
+	cache := pretrainCache(t)
+	ft := filepath.Join(t.TempDir(), "fortunes")
+	msg, err := cli("pretrain", "--preset", "tiny", "--steps", "2", "--warmup", "1", "--cache", cache, "--quiet",
+		"--finetune-data", "fortunes", "--fortunes-per-class", "20", "--out", ft, "--finetune-steps", "2").CombinedOutput()
+	if err != nil || !strings.Contains(string(msg), "84 train, 12 val, 24 test fortunes of 6 classes (chance 0.167)") {
+		t.Fatalf("--finetune-data fortunes: %v\n%s", err, msg)
+	}
+	var sc map[string]any
+	if err := json.Unmarshal(readAll(t, filepath.Join(ft, "sweep.json")), &sc); err != nil || sc["task"] != "classify" || sc["val"] != filepath.Join(ft, "val.jsonl") {
+		t.Fatalf("sweep.json: %v %v", err, sc)
+	}
+	run := filepath.Join(t.TempDir(), "run")
+	tr, err := cli("train", "--config", filepath.Join(ft, "sweep.json"), "--run", run, "--quiet").CombinedOutput()
+	if err != nil || !strings.Contains(string(tr), "2 steps") {
+		t.Fatalf("train --config sweep.json: %v\n%s", err, tr)
+	}
+	var s struct {
+		Test   map[string]float64 `json:"test"`
+		Labels []string           `json:"labels"`
+	}
+	if err := json.Unmarshal(readAll(t, filepath.Join(run, "summary.json")), &s); err != nil || len(s.Labels) != 6 {
+		t.Errorf("summary.json: %v %+v", err, s)
+	}
+	if _, ok := s.Test["accuracy"]; !ok {
+		t.Errorf("summary.json has no test accuracy: %+v", s)
+	}
+}
+
 func readAll(t *testing.T, path string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(path)
@@ -110,7 +144,10 @@ func TestPretrainRefusesBadFlags(t *testing.T) {
 		{[]string{"--preset", "huge"}, "--preset \"huge\": want one of small, tiny"},
 		{[]string{"--warmup", "900", "--steps", "900"}, "--warmup"},
 		{[]string{"--vocab", "100"}, "--vocab"},
-		{[]string{"--finetune-data", "fortunes", "--out", "x"}, "moby-dick"},
+		{[]string{"--finetune-data", "imdb", "--out", "x"}, "want moby-dick or fortunes"},
+		{[]string{"--finetune-data", "fortunes", "--out", "x", "--fortunes", "/nonexistent"}, "/nonexistent/computers is missing: install Debian's fortunes"},
+		{[]string{"--finetune-data", "fortunes", "--out", "x", "--fortunes-per-class", "-1"}, "--fortunes-per-class -1"},
+		{[]string{"--finetune-data", "moby-dick", "--out", "x", "--fortunes", "/tmp"}, "for --finetune-data fortunes"},
 		{[]string{"--finetune-data", "moby-dick"}, "needs --out"},
 		{[]string{"--out", "x"}, "--finetune-data"},
 	} {
