@@ -29,7 +29,8 @@ type FortunesOptions struct {
 // WriteFortunes writes Debian's fortunes (the category files in fortuneDir) as classification
 // data for the pretrained folder base: corpora.ReadFortunes' entries (one label per text) in
 // corpora.SplitFortunes' balanced 70/10/20 split, one JSONL line {"text": entry, "label":
-// category} per entry, in train.jsonl, val.jsonl and test.jsonl. sweep.json is the sweep's base
+// category} per entry, in train.jsonl, val.jsonl and test.jsonl (named by absolute paths in
+// FinetuneData and sweep.json). sweep.json is the sweep's base
 // config: the base model (its classification head is created fresh, from the seed), task
 // classify, the three files as training, validation and test sets, max_length the base's
 // positions (longer entries are clipped to their first tokens), SingLoRA r = α = 8 on all linear
@@ -53,6 +54,9 @@ func WriteFortunes(fortuneDir, base, out string, steps int64, o FortunesOptions)
 	}
 	train, val, test, err := corpora.SplitFortunes(all, o.PerClass, o.Seed)
 	if err != nil {
+		return nil, err
+	}
+	if out, err = filepath.Abs(out); err != nil { // sweep.json names the files wherever a run starts
 		return nil, err
 	}
 	if err := os.MkdirAll(out, 0o755); err != nil {
