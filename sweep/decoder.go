@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/gomlx/compute"
+	"github.com/singlora/singlora/corpora"
 	"github.com/singlora/singlora/finetune"
 	"github.com/singlora/singlora/internal/fetch"
 	"github.com/singlora/singlora/pretrain"
@@ -24,6 +25,8 @@ type Env struct {
 	// Pretrain is the decoder base's configuration; nil: pretrain.Small, the base of
 	// EXPERIMENTS.md (tests give a smaller one).
 	Pretrain *pretrain.Config
+	// Fortunes is the folder of Debian's fortunes files (corpora.FortunesDir when empty).
+	Fortunes string
 }
 
 // DecoderSteps is the number of optimizer steps of a decoder fine-tuning run (60 batches of 8
@@ -71,6 +74,42 @@ func MobyDickData(env Env) (finetune.Config, error) {
 	return c, nil
 }
 
+// FortunesSteps, FortunesPerClass and FortunesMaxLength size a fortunes classification run: 400
+// entries of each of the 6 categories (1,680 training texts), 105 steps of 16 = one epoch, texts
+// clipped to their first 128 tokens (17.5% of them are longer; at 256 a step costs about twice
+// as much, as most batches hold one long text).
+const (
+	FortunesSteps     = 105
+	FortunesPerClass  = 400
+	FortunesMaxLength = 128
+)
+
+// FortunesData is the decoder classification experiment's data step: the pretrained SOTU base
+// (decoderBase) with a fresh classification head, and Debian's fortunes (env.Fortunes, else
+// corpora.FortunesDir; sha256-checked) as a 6-way task, category from text
+// (pretrain.WriteFortunes: FortunesPerClass per class, a balanced 70/10/20 split), scored once
+// at the end on the test set; max_length FortunesMaxLength.
+func FortunesData(env Env) (finetune.Config, error) {
+	base, err := decoderBase(env)
+	if err != nil {
+		return finetune.Config{}, err
+	}
+	dir := env.Fortunes
+	if dir == "" {
+		dir = corpora.FortunesDir
+	}
+	d, err := pretrain.WriteFortunes(dir, base, filepath.Join(env.Dir, "data"), FortunesSteps, pretrain.FortunesOptions{PerClass: FortunesPerClass})
+	if err != nil {
+		return finetune.Config{}, err
+	}
+	var c finetune.Config
+	if err := c.LoadFile(d.Config); err != nil {
+		return c, err
+	}
+	c.MaxLength = FortunesMaxLength
+	return c, nil
+}
+
 // decoderExperiments are EXPERIMENTS.md's decoder experiments: the paper's claims on a Llama
 // pretrained here on real text and fine-tuned on another text.
 var decoderExperiments = []Experiment{
@@ -81,6 +120,17 @@ var decoderExperiments = []Experiment{
 		Cells: func(base finetune.Config, seeds []uint64, lrs []float64) []Cell {
 			if lrs == nil {
 				lrs = []float64{1e-3, 3e-3, 1e-2, 3e-2, 1e-1}
+			}
+			return Grid(base, MethodVariants([]string{"singlora", "lora", "loraplus", "dora"}), lrs, seeds)
+		},
+	},
+	{
+		Name:        "decoder-classify",
+		Description: "Debian fortunes' category (6 classes) with the SOTU Llama's classification head: SingLoRA, LoRA, LoRA+, DoRA over learning rates 1e-3 … 3e-2 (30×), test accuracy",
+		Data:        FortunesData,
+		Cells: func(base finetune.Config, seeds []uint64, lrs []float64) []Cell {
+			if lrs == nil {
+				lrs = []float64{1e-3, 3e-3, 1e-2, 3e-2}
 			}
 			return Grid(base, MethodVariants([]string{"singlora", "lora", "loraplus", "dora"}), lrs, seeds)
 		},

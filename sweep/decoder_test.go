@@ -33,7 +33,15 @@ func TestDecoderExperiments(t *testing.T) {
 		name  string
 		cells int
 		lrs   int
-	}{{"decoder-lr", 4 * 5 * 3, 5}, {"decoder-budget", 4 * 3, 1}, {"decoder-init-ramp", 5 * 3, 1}} {
+		task  string
+	}{{"decoder-lr", 4 * 5 * 3, 5, "causal-lm"}, {"decoder-budget", 4 * 3, 1, "causal-lm"}, {"decoder-init-ramp", 5 * 3, 1, "causal-lm"},
+		{"decoder-classify", 4 * 4 * 3, 4, "classify"}} {
+		if tc.task == "classify" {
+			if _, err := os.Stat(corpora.FortunesDir); err != nil {
+				t.Logf("%s: skipped: Debian's fortunes are not installed (apt-get install fortunes)", tc.name)
+				continue
+			}
+		}
 		e, err := Lookup(tc.name)
 		if err != nil {
 			t.Fatal(err)
@@ -42,7 +50,11 @@ func TestDecoderExperiments(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if base.Task != "causal-lm" || base.Test == "" || base.Val != "" || base.ValFraction != 0 || base.Steps != DecoderSteps {
+		if tc.task == "classify" {
+			if base.Task != "classify" || base.Test == "" || base.Val == "" || base.Steps != FortunesSteps || base.MaxLength != FortunesMaxLength {
+				t.Fatalf("%s: base config task %q test %q val %q steps %d max_length %d", tc.name, base.Task, base.Test, base.Val, base.Steps, base.MaxLength)
+			}
+		} else if base.Task != "causal-lm" || base.Test == "" || base.Val != "" || base.ValFraction != 0 || base.Steps != DecoderSteps {
 			t.Fatalf("%s: base config task %q test %q val %q val_fraction %g steps %d", tc.name, base.Task, base.Test, base.Val, base.ValFraction, base.Steps)
 		}
 		cells := e.Cells(base, seeds, nil)
