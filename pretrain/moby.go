@@ -37,7 +37,8 @@ type FinetuneData struct {
 // 20, …, 130). sweep.json is the sweep's base config: the base model, task causal-lm, train.jsonl,
 // test.jsonl as the test set (scored once, with the final weights: no validation set is
 // given, so no checkpoint is chosen on held-out text), max_length the base's positions,
-// SingLoRA/LoRA r = α = 8 on all linear layers, batch 8, steps, 10% warm-up and linear decay. Every file is written atomically.
+// SingLoRA/LoRA r = α = 8 on all linear layers, batch 8, steps, 10% warm-up and linear decay.
+// The files are named by absolute paths; every file is written atomically.
 func WriteMobyDick(pkgDir, base, out string, steps int64) (*FinetuneData, error) {
 	if steps < 1 {
 		return nil, fmt.Errorf("fine-tuning steps %d must be ≥ 1", steps)
@@ -71,6 +72,9 @@ func WriteMobyDick(pkgDir, base, out string, steps int64) (*FinetuneData, error)
 		return nil, err
 	}
 	train, val, test := corpora.MobyDickSplit(chapters)
+	if out, err = filepath.Abs(out); err != nil { // sweep.json names the files wherever a run starts
+		return nil, err
+	}
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return nil, err
 	}

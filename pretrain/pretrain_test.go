@@ -368,7 +368,7 @@ func TestWriteMobyDick(t *testing.T) {
 		}
 	}
 	var c map[string]any
-	if err := json.Unmarshal(readFile(t, d.Config), &c); err != nil || c["task"] != "causal-lm" || c["test"] != d.Test || c["val"] != nil || c["eval_every"] != 5.0 ||
+	if err := json.Unmarshal(readFile(t, d.Config), &c); err != nil || c["task"] != "causal-lm" || c["test"] != d.Test || !filepath.IsAbs(d.Test) || c["val"] != nil || c["eval_every"] != 5.0 ||
 		c["steps"] != 5.0 || c["max_length"] != float64(micro().Seq) {
 		t.Errorf("sweep.json: %v %v", err, c)
 	}
