@@ -389,7 +389,8 @@ func checkBaseFinite(t *safetensors.Tensor, unmerge bool) error {
 // module_shapes does not list takes its [out, in] from the base tensor's shape. Everything is
 // checked before anything is written, and the output is streamed to a temporary file that
 // becomes outPath only once complete and checked, so outPath may equal basePath without risk of
-// a half-written file; an error leaves outPath as it was. Unchanged tensors are copied in pieces
+// a half-written file; an error leaves outPath as it was. A second merge into outPath at the same
+// time is refused, and the temporary file a killed merge left is removed (claimOutput). Unchanged tensors are copied in pieces
 // and merged ones computed one at a time, so memory stays near the largest merged tensor.
 // outPath's folder must exist, and outPath may not be a file of the adapter folder.
 func MergeFile(basePath, adapterDir, outPath string, unmerge bool) (MergeReport, error) {
@@ -403,6 +404,11 @@ func mergeFile(basePath, adapterDir, outPath string, opt MergeOptions) (MergeRep
 	if err := notAdapterFile(outPath, adapterDir); err != nil {
 		return MergeReport{}, err
 	}
+	release, err := claimOutput(outPath)
+	if err != nil {
+		return MergeReport{}, err
+	}
+	defer release()
 	r, err := safetensors.Open(basePath)
 	if err != nil {
 		return MergeReport{}, fmt.Errorf("base checkpoint: %w", err)

@@ -50,7 +50,7 @@ const (
 // dtype). The output is built in a temporary folder beside out and moved into place once complete
 // (atomicfile.ReplaceDir): an error (such as a non-finite merged value in the last shard) or a
 // kill at any instant leaves either no out or the complete previous one, plus after a kill at
-// most the temporary folder ".<out>.tmp-*", safe to delete. out may not be the base folder (the
+// most the temporary folder ".<out>.tmp-*", which the next merge into out removes (claimOutput). out may not be the base folder (the
 // merge would replace the checkpoint it reads: write a new folder) nor contain the base or the
 // adapter, and an existing out must be empty or a checkpoint folder, which is replaced whole.
 func MergeCheckpoint(base, adapterDir, out string, opt MergeOptions) (MergeReport, error) {
@@ -73,6 +73,11 @@ func MergeCheckpoint(base, adapterDir, out string, opt MergeOptions) (MergeRepor
 	if err := checkOutFolder(out, dir, adapterDir); err != nil {
 		return MergeReport{}, err
 	}
+	release, err := claimOutput(out)
+	if err != nil {
+		return MergeReport{}, err
+	}
+	defer release()
 	cp, err := openCheckpoint(dir, indexName)
 	if err != nil {
 		return MergeReport{}, err
@@ -95,6 +100,23 @@ func MergeCheckpoint(base, adapterDir, out string, opt MergeOptions) (MergeRepor
 		return rep, fmt.Errorf("merge %s into %s: %w; nothing was written", adapterDir, base, err)
 	}
 	return rep, nil
+}
+
+// claimOutput takes out's lock (atomicfile.Lock: a second merge into out at the same time is
+// refused, naming the lock) and removes what a killed merge into out left beside it (the
+// temporary siblings ".<out>.tmp-*", atomicfile.CleanTemps). Call release when done.
+func claimOutput(out string) (release func(), err error) {
+	unlock, ok, err := atomicfile.Lock(out)
+	if err != nil {
+		return nil, fmt.Errorf("output %w", err)
+	}
+	if ok {
+		if _, err := atomicfile.CleanTemps(out); err != nil {
+			unlock()
+			return nil, fmt.Errorf("output %s: %w", out, err)
+		}
+	}
+	return unlock, nil
 }
 
 // folderLayout returns the name of the checkpoint folder dir's index, or "" when its weights are

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/singlora/singlora/internal/atomicfile"
 	"github.com/singlora/singlora/peft"
 	"github.com/singlora/singlora/safetensors"
 )
@@ -666,5 +667,52 @@ func TestMergeSafeNaNBase(t *testing.T) {
 			}
 			assertNoOutput(t, tmp, out)
 		})
+	}
+}
+
+// TestMergeOutputLocked: while another process holds --out's lock a merge into it is refused,
+// naming the lock, and writes nothing; a temporary sibling a killed merge left (file or folder)
+// is removed by the next merge into the same output, for a folder and for a single file.
+func TestMergeOutputLocked(t *testing.T) {
+	tmp := t.TempDir()
+	sb := writeShardedBase(t, filepath.Join(tmp, "base"), safetensors.F32, 3)
+	ad := filepath.Join(tmp, "adapter")
+	shardedAdapter(t, peft.SingLoRA, ad, 5)
+	out := filepath.Join(tmp, "merged")
+	unlock, ok, err := atomicfile.Lock(out)
+	if err != nil || !ok {
+		t.Fatal(ok, err)
+	}
+	_, err = MergeCheckpoint(sb.dir, ad, out, MergeOptions{})
+	unlock()
+	if !errors.Is(err, atomicfile.ErrInUse) || !strings.Contains(err.Error(), ".merged.lock") {
+		t.Fatalf("merge into a locked output: %v, want ErrInUse naming .merged.lock", err)
+	}
+	assertNoOutput(t, tmp, out)
+
+	stale := filepath.Join(tmp, atomicfile.TempPrefix("merged")+"4242")
+	if err := os.MkdirAll(stale, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(stale, "model-00001-of-00003.safetensors"), []byte("half"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := MergeCheckpoint(sb.dir, ad, out, MergeOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the killed merge's %s is still there: %v", stale, err)
+	}
+
+	file := filepath.Join(tmp, "merged.safetensors")
+	staleFile := filepath.Join(tmp, atomicfile.TempPrefix("merged.safetensors")+"77")
+	if err := os.WriteFile(staleFile, []byte("half"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := MergeCheckpoint(sb.single, ad, file, MergeOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(staleFile); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the killed merge's %s is still there: %v", staleFile, err)
 	}
 }
