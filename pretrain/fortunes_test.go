@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/singlora/singlora/corpora/corporatest"
 	"io"
 	"os"
 	"path/filepath"
@@ -33,7 +34,7 @@ func fakeFortunes(t *testing.T, n map[string]int) string {
 // sweep.json is a classify config of the base with them as train/val/test; it trains (the
 // causal-LM base gets a fresh head) and scores the test set.
 func TestWriteFortunes(t *testing.T) {
-	base := run(t, micro(), Options{Cache: testCache(t)})
+	base := run(t, micro(), Options{Cache: corporatest.Cache(t)})
 	dir := fakeFortunes(t, map[string]int{"alpha": 40, "beta": 30, "gamma": 55})
 	out := t.TempDir()
 	cats := []string{"alpha", "beta", "gamma"}
@@ -91,7 +92,7 @@ func TestWriteFortunes(t *testing.T) {
 }
 
 func TestWriteFortunesRefuses(t *testing.T) {
-	base := run(t, micro(), Options{Cache: testCache(t)})
+	base := run(t, micro(), Options{Cache: corporatest.Cache(t)})
 	dir := fakeFortunes(t, map[string]int{"computers": 20, "work": 20})
 	for _, tc := range []struct {
 		name  string

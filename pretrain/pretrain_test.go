@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/singlora/singlora/corpora/corporatest"
 	"io"
 	"math"
 	"os"
@@ -33,21 +34,6 @@ func be(t testing.TB) compute.Backend {
 		t.Fatal(err)
 	}
 	return b
-}
-
-// testCache is a fresh cache folder with the corpus package linked in from the project cache
-// (fetched there once), so that each test pretrains from nothing but the corpus.
-func testCache(t *testing.T) string {
-	t.Helper()
-	src, err := corpora.Fetch(fetch.CacheDir(), t.Logf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cache := t.TempDir()
-	if err := os.Symlink(src, fetch.StdlibDatasets.Dir(cache)); err != nil {
-		t.Fatal(err)
-	}
-	return cache
 }
 
 // micro is Tiny with fewer steps: seconds per run.
@@ -87,8 +73,8 @@ func readFile(t *testing.T, path string) []byte {
 // gives another key and other weights.
 func TestDeterministicAndCached(t *testing.T) {
 	c := micro()
-	a := run(t, c, Options{Cache: testCache(t)})
-	cacheB := testCache(t)
+	a := run(t, c, Options{Cache: corporatest.Cache(t)})
+	cacheB := corporatest.Cache(t)
 	b := run(t, c, Options{Cache: cacheB})
 	if a.Reused || b.Reused || a.Summary.Key != b.Summary.Key {
 		t.Fatalf("keys %s, %s (reused %v %v)", a.Summary.Key, b.Summary.Key, a.Reused, b.Reused)
@@ -133,8 +119,8 @@ func keyIn(t *testing.T, c Config, cache string) string {
 // without --resume, resumes it, and compares the folder with an uninterrupted run's.
 func TestResumeEqualsUninterrupted(t *testing.T) {
 	c := micro()
-	whole := run(t, c, Options{Cache: testCache(t)})
-	cache := testCache(t)
+	whole := run(t, c, Options{Cache: corporatest.Cache(t)})
+	cache := corporatest.Cache(t)
 	_, err := Run(context.Background(), c, Options{Cache: cache, Backend: be(t), Out: io.Discard, Quiet: true, stopAfterBatches: 5})
 	if !errors.Is(err, train.ErrInterrupted) || !strings.Contains(err.Error(), "--resume") {
 		t.Fatalf("interrupted run: %v, want ErrInterrupted naming --resume", err)
@@ -174,7 +160,7 @@ func TestResumeEqualsUninterrupted(t *testing.T) {
 // trained model's bit for bit, and that the loader's tokenizer encodes like the training data.
 func TestFolderLoadsWithSameLogits(t *testing.T) {
 	c := micro()
-	cache := testCache(t)
+	cache := corporatest.Cache(t)
 	res := run(t, c, Options{Cache: cache})
 	arch, err := models.Resolve(res.Dir)
 	if err != nil {
@@ -260,7 +246,7 @@ func equalInts(a, b []int) bool {
 func TestLossFallsOnRealText(t *testing.T) {
 	c := Tiny()
 	c.Steps, c.Warmup, c.LR, c.EvalEvery, c.CheckpointEvery = 80, 8, 1e-2, 80, 0
-	res := run(t, c, Options{Cache: testCache(t)})
+	res := run(t, c, Options{Cache: corporatest.Cache(t)})
 	m := readFile(t, filepath.Join(res.Dir, MetricsFile))
 	lines := strings.Split(strings.TrimSpace(string(m)), "\n")
 	if len(lines) != 80 {
@@ -338,7 +324,7 @@ func TestParams(t *testing.T) {
 // TestWriteMobyDick: the pieces of each split are the chapters' texts, in order, whole (up to
 // the whitespace-only pieces dropped), and each fits the base's positions with <s> and </s>.
 func TestWriteMobyDick(t *testing.T) {
-	cache := testCache(t)
+	cache := corporatest.Cache(t)
 	base := run(t, micro(), Options{Cache: cache})
 	out := t.TempDir()
 	d, err := WriteMobyDick(fetch.StdlibDatasets.Dir(cache), base.Dir, out, 5)

@@ -2,6 +2,7 @@ package sweep
 
 import (
 	"context"
+	"github.com/singlora/singlora/corpora/corporatest"
 	"io"
 	"os"
 	"testing"
@@ -9,7 +10,6 @@ import (
 	"github.com/singlora/singlora/backend"
 	"github.com/singlora/singlora/corpora"
 	"github.com/singlora/singlora/finetune"
-	"github.com/singlora/singlora/internal/fetch"
 	"github.com/singlora/singlora/pretrain"
 )
 
@@ -18,14 +18,7 @@ import (
 // test chapters with no validation set; and one cell trains to a summary with a finite test
 // perplexity below the base's own and no validation metrics.
 func TestDecoderExperiments(t *testing.T) {
-	src, err := corpora.Fetch(fetch.CacheDir(), t.Logf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cache := t.TempDir()
-	if err := os.Symlink(src, fetch.StdlibDatasets.Dir(cache)); err != nil {
-		t.Fatal(err)
-	}
+	cache := corporatest.Cache(t)
 	tiny := pretrain.Tiny()
 	env := Env{Cache: cache, Dir: t.TempDir(), Backend: backend.Get, Out: io.Discard, Quiet: true, Pretrain: &tiny}
 	seeds := []uint64{1, 2, 3}

@@ -2,34 +2,20 @@ package main
 
 import (
 	"encoding/json"
+	"github.com/singlora/singlora/corpora/corporatest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/singlora/singlora/corpora"
-	"github.com/singlora/singlora/internal/fetch"
 	"github.com/singlora/singlora/pretrain"
 )
-
-// pretrainCache is an empty cache with the corpus linked in from the project cache.
-func pretrainCache(t *testing.T) string {
-	t.Helper()
-	src, err := corpora.Fetch(fetch.CacheDir(), t.Logf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cache := t.TempDir()
-	if err := os.Symlink(src, fetch.StdlibDatasets.Dir(cache)); err != nil {
-		t.Fatal(err)
-	}
-	return cache
-}
 
 // TestPretrainCLI: a tiny pretraining prints its folder, which generate and train --model read;
 // the same flags again reuse it; --json prints the summary; --dry-run says it is cached.
 func TestPretrainCLI(t *testing.T) {
-	cache := pretrainCache(t)
+	cache := corporatest.Cache(t)
 	flags := []string{"pretrain", "--preset", "tiny", "--steps", "6", "--warmup", "1", "--eval-every", "3", "--cache", cache, "--quiet"}
 	out, err := cli(flags...).Output()
 	if err != nil {
@@ -95,7 +81,7 @@ func TestPretrainFortunesCLI(t *testing.T) {
 	if _, err := os.Stat(corpora.FortunesDir); err != nil {
 		t.Skipf("%s: %v (apt-get install fortunes)", corpora.FortunesDir, err)
 	}
-	cache := pretrainCache(t)
+	cache := corporatest.Cache(t)
 	ft := filepath.Join(t.TempDir(), "fortunes")
 	msg, err := cli("pretrain", "--preset", "tiny", "--steps", "2", "--warmup", "1", "--cache", cache, "--quiet",
 		"--finetune-data", "fortunes", "--fortunes-per-class", "20", "--out", ft, "--finetune-steps", "2").CombinedOutput()
