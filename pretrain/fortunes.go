@@ -6,11 +6,9 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/singlora/singlora/adapterio/adapterconfig"
 	"github.com/singlora/singlora/corpora"
 	"github.com/singlora/singlora/finetune"
 	"github.com/singlora/singlora/internal/atomicfile"
-	"github.com/singlora/singlora/peft"
 )
 
 // FortunesBatch is the batch size of the fortunes sweep config.
@@ -84,19 +82,11 @@ func WriteFortunes(fortuneDir, base, out string, steps int64, o FortunesOptions)
 			return nil, err
 		}
 	}
-	abs, err := filepath.Abs(base)
+	err = writeSweepConfig(d.Config, base, func(c *finetune.Config) {
+		c.Task, c.Train, c.Val, c.Test = "classify", d.Train, d.Val, d.Test
+		c.Batch, c.Steps, c.EvalEvery, c.MaxLength, c.EarlyMetric = FortunesBatch, steps, steps, sum.Config.Seq, "accuracy"
+	})
 	if err != nil {
-		return nil, err
-	}
-	c := finetune.Default()
-	c.Model, c.Task, c.Train, c.Val, c.Test, c.ValFraction = abs, "classify", d.Train, d.Val, d.Test, 0
-	c.Method, c.Settings = "singlora", adapterconfig.Settings{R: 8, LoraAlpha: 8, TargetModules: []string{peft.AllLinear}}
-	c.Batch, c.Steps, c.EvalEvery, c.MaxLength, c.EarlyMetric = FortunesBatch, steps, steps, sum.Config.Seq, "accuracy"
-	cb, err := json.MarshalIndent(c, "", "  ")
-	if err != nil {
-		return nil, err
-	}
-	if err := atomicfile.WriteFile(d.Config, append(cb, '\n'), 0o644); err != nil {
 		return nil, err
 	}
 	return d, nil

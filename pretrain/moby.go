@@ -107,20 +107,32 @@ func WriteMobyDick(pkgDir, base, out string, steps int64) (*FinetuneData, error)
 			return nil, err
 		}
 	}
-	abs, err := filepath.Abs(base)
+	err = writeSweepConfig(d.Config, base, func(c *finetune.Config) {
+		c.Task, c.Train, c.Test = "causal-lm", d.Train, d.Test
+		c.Batch, c.Steps, c.EvalEvery, c.MaxLength, c.EarlyMetric = 8, steps, steps, maxLen, "loss"
+	})
 	if err != nil {
-		return nil, err
-	}
-	c := finetune.Default()
-	c.Model, c.Task, c.Train, c.Test, c.ValFraction = abs, "causal-lm", d.Train, d.Test, 0
-	c.Method, c.Settings = "singlora", adapterconfig.Settings{R: 8, LoraAlpha: 8, TargetModules: []string{peft.AllLinear}}
-	c.Batch, c.Steps, c.EvalEvery, c.MaxLength, c.EarlyMetric = 8, steps, steps, maxLen, "loss"
-	cb, err := json.MarshalIndent(c, "", "  ")
-	if err != nil {
-		return nil, err
-	}
-	if err := atomicfile.WriteFile(d.Config, append(cb, '\n'), 0o644); err != nil {
 		return nil, err
 	}
 	return d, nil
+}
+
+// writeSweepConfig writes path, the base config of a fine-tuning sweep of the pretrained folder
+// base: finetune.Default with the model base (absolute), no validation split taken from the
+// training data, SingLoRA r = α = 8 on all linear layers, then set as the data writer needs
+// (task, files, batch, steps, evaluation).
+func writeSweepConfig(path, base string, set func(*finetune.Config)) error {
+	abs, err := filepath.Abs(base)
+	if err != nil {
+		return err
+	}
+	c := finetune.Default()
+	c.Model, c.ValFraction = abs, 0
+	c.Method, c.Settings = "singlora", adapterconfig.Settings{R: 8, LoraAlpha: 8, TargetModules: []string{peft.AllLinear}}
+	set(&c)
+	cb, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(path, append(cb, '\n'), 0o644)
 }
