@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -66,15 +67,13 @@ func CleanTemps(dst string) ([]string, error) {
 	}
 	if _, err := os.Lstat(dst); errors.Is(err, os.ErrNotExist) && len(olds) > 0 {
 		if len(olds) > 1 { // which is newest is unknown: keep them all for a person to choose
-			for _, o := range olds {
-				temps = remove(temps, o)
-			}
+			temps = slices.DeleteFunc(temps, func(n string) bool { return slices.Contains(olds, n) })
 		} else {
 			if err := Rename(filepath.Join(dir, olds[0]), dst); err != nil {
 				return nil, fmt.Errorf("putting back %s: %w", olds[0], err)
 			}
 			SyncDir(dir)
-			temps = remove(temps, olds[0])
+			temps = slices.DeleteFunc(temps, func(n string) bool { return n == olds[0] })
 		}
 	}
 	var removed []string
@@ -85,14 +84,4 @@ func CleanTemps(dst string) ([]string, error) {
 		removed = append(removed, n)
 	}
 	return removed, nil
-}
-
-func remove(xs []string, x string) []string {
-	out := xs[:0]
-	for _, v := range xs {
-		if v != x {
-			out = append(out, v)
-		}
-	}
-	return out
 }
